@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs every test of portcullis, installing first whatever the tests need.
+# Used as is by newcomers and by CI (.ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+
+need_apt=()
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  log "installing ${need_apt[*]}"
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"; else sudo apt-get update -qq && sudo apt-get install -y -qq "${need_apt[@]}"; fi
+fi
+
+log "format check"
+cargo fmt --all -- --check
+
+log "lints"
+cargo clippy --locked --all-targets -- -D warnings
+
+log "tests"
+cargo test --locked --all-targets
+
+log "example configuration"
+PORTCULLIS_CLIENT_SECRET=example PORTCULLIS_COOKIE_SECRET="$(cargo run --locked -q -- generate-secret)" \
+  cargo run --locked -q -- check --config config/portcullis.toml

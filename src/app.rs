@@ -1,0 +1,690 @@
+//! The request pipeline, top to bottom in one place.
+//!
+//! Every request goes through the same phases (pingora's vocabulary):
+//! 1. **request target**: refuse authority/asterisk forms; determine the host
+//!    ([`crate::http::host`]); normalise the path once ([`crate::http::path`]) — that one path
+//!    is used for the endpoint match, the route match, the policy and the upstream request;
+//! 2. **own endpoints**: `/oauth2/*`, the callback, `/healthz`, `/readyz` on every host
+//!    ([`crate::auth::endpoints`]);
+//! 3. **route**: first `[[route]]` matching host + path, else 404;
+//! 4. **gate** (protected routes): session cookie → store → policy; no session: 302 to the IdP
+//!    for browser navigations, 401 JSON for everything else; denied: 403;
+//! 5. **upstream request filter**: hop-by-hop fields removed *before* anything is added,
+//!    identity headers scrubbed on every route, forwarded headers by peer trust, own cookies
+//!    removed, identity injected on protected routes, request trailers dropped;
+//! 6. **forward** with streamed bodies, 502/504 on failure ([`crate::proxy`]);
+//! 7. **logging**: one access-log line per request, with no token, cookie or query in it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, SET_COOKIE};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::{Frame, Incoming};
+
+use crate::auth::login_cookie::{LoginCookies, LoginState};
+use crate::auth::redirect::RedirectPolicy;
+use crate::config::{AuthMode, Config, RouteConfig};
+use crate::error::StartError;
+use crate::http::body::{Body, BoxError};
+use crate::http::forwarded::{self, PeerTrust};
+use crate::http::host::{self, RequestHost};
+use crate::http::identity_headers::{IdentityScrubber, claim_header_value, groups_header_value};
+use crate::http::pages::{self, Client, Page};
+use crate::http::{browser, hop, path};
+use crate::oidc::{IdpHttp, Provider};
+use crate::policy::{self, Decision};
+use crate::proxy::{self, UpstreamClient};
+use crate::route::RouteTable;
+use crate::server::ConnInfo;
+use crate::session::cookie::{NoSession, SessionCookies, strip_own_cookies};
+use crate::session::{MemoryStore, Session};
+
+/// Everything a request needs, built once at start-up and shared read-only.
+pub struct App {
+    pub(crate) cfg: Arc<Config>,
+    pub(crate) routes: RouteTable,
+    pub(crate) provider: Arc<Provider>,
+    pub(crate) store: MemoryStore,
+    pub(crate) session_cookies: SessionCookies,
+    pub(crate) login_cookies: LoginCookies,
+    pub(crate) redirects: RedirectPolicy,
+    scrubber: IdentityScrubber,
+    client: UpstreamClient,
+    /// `https://app.example.com` (no trailing slash).
+    pub(crate) public_origin: String,
+    request_ids: RequestIds,
+}
+
+/// What the access log records about one request.
+#[derive(Debug, Default)]
+pub(crate) struct AccessLog {
+    pub host: String,
+    pub path: String,
+    pub route: Option<String>,
+    pub user: Option<String>,
+}
+
+impl App {
+    /// Builds the application from a validated configuration.
+    pub fn new(cfg: Config) -> Result<Arc<App>, StartError> {
+        let cfg = Arc::new(cfg);
+        let s = &cfg.server;
+        let public_origin = s.public_url.origin();
+        let redirect_uri = format!("{public_origin}{}", cfg.oidc.callback_path);
+        let idp_tls = crate::tls::client_config(s.upstream_ca_file.as_deref())?;
+        let http = IdpHttp::new(
+            idp_tls,
+            std::time::Duration::from_secs(5),
+            std::time::Duration::from_secs(15),
+            2 * 1024 * 1024,
+        );
+        let provider = Provider::new(&cfg.oidc, redirect_uri, http);
+        let upstream_tls = crate::tls::client_config(s.upstream_ca_file.as_deref())?;
+        let client = proxy::client::build(upstream_tls, std::time::Duration::from_secs(10));
+        let routes = RouteTable::new(&cfg.routes);
+        let session_cookies = SessionCookies::new(&cfg.session, &s.public_url);
+        let login_cookies = LoginCookies::new(
+            session_cookies.name(),
+            &cfg.session.cookie_secrets,
+            s.public_url.https,
+        );
+        let reserved = vec!["/oauth2/".to_string(), cfg.oidc.callback_path.clone()];
+        let redirects = RedirectPolicy::new(&s.public_url, &routes.host_patterns(), reserved);
+        let h = &cfg.headers;
+        let configured: Vec<_> = [
+            &h.user,
+            &h.email,
+            &h.preferred_username,
+            &h.groups,
+            &h.access_token,
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .chain(h.claims.iter().map(|(n, _)| n.clone()))
+        .collect();
+        let scrubber = IdentityScrubber::new(&configured);
+        let store = MemoryStore::new(
+            cfg.session.max_sessions,
+            cfg.session.lifetime,
+            cfg.session.idle_timeout,
+        );
+        Ok(Arc::new(App {
+            routes,
+            provider,
+            store,
+            session_cookies,
+            login_cookies,
+            redirects,
+            scrubber,
+            client,
+            public_origin,
+            request_ids: RequestIds::new(),
+            cfg,
+        }))
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn provider(&self) -> &Arc<Provider> {
+        &self.provider
+    }
+
+    /// Handles one request; never fails (errors become pages).
+    pub async fn handle(&self, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+        let started = Instant::now();
+        let rid = self.request_ids.next();
+        let method = req.method().clone();
+        let mut log = AccessLog::default();
+        let resp = self.dispatch(req, conn, &rid, &mut log).await;
+        tracing::info!(
+            target: "portcullis::access",
+            request_id = %rid,
+            method = %method,
+            host = %log.host,
+            path = %log.path,
+            status = resp.status().as_u16(),
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            user = log.user.as_deref().unwrap_or("-"),
+            route = log.route.as_deref().unwrap_or("-"),
+            peer = %conn.peer.ip(),
+            "request"
+        );
+        resp
+    }
+
+    async fn dispatch(
+        &self,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+        rid: &str,
+        log: &mut AccessLog,
+    ) -> Response<Body> {
+        let client = client_kind(req.method(), req.headers());
+        // Phase 1: the request target.
+        if req.method() == Method::CONNECT
+            || (req.uri().authority().is_some() && req.uri().scheme().is_none())
+        {
+            return self.page(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "Unsupported request target.",
+                rid,
+                client,
+            );
+        }
+        if req.uri().path() == "*" {
+            return self.page(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "Unsupported request target.",
+                rid,
+                client,
+            );
+        }
+        let host = match host::request_host(req.version(), req.uri(), req.headers()) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::info!(request_id = %rid, reason = %e, event = "bad_host", "request refused");
+                return self.page(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "Missing or invalid Host.",
+                    rid,
+                    client,
+                );
+            }
+        };
+        log.host = host.host.clone();
+        log.path = truncate(req.uri().path(), 256).to_string();
+        if req.uri().authority().is_some() {
+            // Absolute-form (or HTTP/2 :authority): only hosts this proxy serves.
+            if !self.serves_host(&host.host) {
+                return self.page(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "Unknown authority.",
+                    rid,
+                    client,
+                );
+            }
+        }
+        let path = match path::normalize(req.uri().path()) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::info!(request_id = %rid, reason = %e, event = "bad_path", "request refused");
+                return self.page(
+                    StatusCode::BAD_REQUEST,
+                    "bad_path",
+                    "The request path is not acceptable.",
+                    rid,
+                    client,
+                );
+            }
+        };
+        log.path = truncate(&path, 256).to_string();
+
+        // Phase 2: the proxy's own endpoints, on every host.
+        if let Some(resp) = self.endpoint(&req, &path, rid, client, log).await {
+            return resp;
+        }
+
+        // Phase 3: the route.
+        let Some(route) = self.routes.find(&host.host, &path).cloned() else {
+            return self.page(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "No service is configured here.",
+                rid,
+                client,
+            );
+        };
+        log.route = Some(route.label());
+
+        // Phase 4: the gate.
+        let identity = match route.auth {
+            AuthMode::Public => None,
+            AuthMode::Required if route.allow_preflight && is_cors_preflight(&req) => None,
+            AuthMode::Required => {
+                let (session, clear) = self.session(req.headers()).await;
+                let Some(session) = session else {
+                    let mut resp = if client == Client::Browser {
+                        self.login_redirect(&req, &host, &path, rid)
+                    } else {
+                        pages::unauthenticated_json()
+                    };
+                    if clear {
+                        resp.headers_mut()
+                            .append(SET_COOKIE, self.session_cookies.clear_cookie());
+                    }
+                    return resp;
+                };
+                log.user = Some(session.identity.sub.clone());
+                if policy::evaluate(&route, &session.identity) == Decision::Deny {
+                    tracing::info!(request_id = %rid, event = "not_authorized", route = %route.label(), "policy denied");
+                    return self.page(
+                        StatusCode::FORBIDDEN,
+                        "not_authorized",
+                        "You are signed in, but not allowed to use this service.",
+                        rid,
+                        client,
+                    );
+                }
+                Some(session)
+            }
+        };
+
+        // Phases 5 and 6: upstream request filter and forward.
+        self.forward(
+            req,
+            conn,
+            &host,
+            &route,
+            &path,
+            identity.as_deref(),
+            rid,
+            client,
+        )
+        .await
+    }
+
+    /// Phase 5 + 6.
+    #[allow(clippy::too_many_arguments)]
+    async fn forward(
+        &self,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+        host: &RequestHost,
+        route: &RouteConfig,
+        path: &str,
+        session: Option<&Session>,
+        rid: &str,
+        client: Client,
+    ) -> Response<Body> {
+        let query = req.uri().query().map(str::to_owned);
+        let (mut parts, body) = req.into_parts();
+        let headers = &mut parts.headers;
+        // Strip before adding: a client's `Connection: X-Forwarded-For` only removes its own copy.
+        let _upgrade = hop::strip_hop_by_hop(headers);
+        self.scrubber.scrub(headers);
+        let trust = if self
+            .cfg
+            .server
+            .trusted_proxies
+            .iter()
+            .any(|c| c.contains(conn.peer.ip()))
+        {
+            PeerTrust::Trusted
+        } else {
+            PeerTrust::Untrusted
+        };
+        forwarded::apply(headers, conn.peer.ip(), trust, "http", &host.raw);
+        strip_own_cookies(
+            headers,
+            self.session_cookies.name(),
+            self.login_cookies.prefix(),
+        );
+        if let Some(s) = session {
+            self.inject_identity(headers, s, rid);
+        }
+        let upstream_host = if route.preserve_host {
+            HeaderValue::from_str(&host.raw).ok()
+        } else {
+            HeaderValue::from_str(&route.upstream.authority).ok()
+        };
+        let uri = match proxy::upstream_uri(&route.upstream, path, query.as_deref()) {
+            Ok(u) => u,
+            Err(_) => {
+                return self.page(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "Invalid request.",
+                    rid,
+                    client,
+                );
+            }
+        };
+        parts.uri = uri;
+        // Request trailers never reach the upstream (SECURITY HDR-05): identity scrubbing
+        // would otherwise have to cover a second header section.
+        let body: Body = body
+            .map_frame(|f: Frame<Bytes>| {
+                if f.is_trailers() {
+                    Frame::data(Bytes::new())
+                } else {
+                    f
+                }
+            })
+            .map_err(|e| Box::new(e) as BoxError)
+            .boxed();
+        let req = Request::from_parts(parts, body);
+        let own = |name: &str| self.is_own_cookie(name);
+        match proxy::send(
+            &self.client,
+            req,
+            upstream_host,
+            self.cfg.server.request_timeout,
+            own,
+        )
+        .await
+        {
+            Ok(resp) => resp,
+            Err(e) => {
+                tracing::error!(request_id = %rid, event = "upstream_error", reason = e.reason(), route = %route.label(), "upstream failed");
+                let msg = if e.status() == StatusCode::GATEWAY_TIMEOUT {
+                    "The service did not answer in time."
+                } else {
+                    "The service is unavailable."
+                };
+                self.page(e.status(), e.reason(), msg, rid, client)
+            }
+        }
+    }
+
+    /// Sets the configured identity headers from the session (after scrubbing).
+    fn inject_identity(&self, headers: &mut HeaderMap, s: &Session, rid: &str) {
+        let h = &self.cfg.headers;
+        let id = &s.identity;
+        let mut set = |name: &Option<http::HeaderName>, value: Option<&str>, what: &str| {
+            if let (Some(name), Some(v)) = (name, value) {
+                match claim_header_value(v) {
+                    Some(v) => {
+                        headers.insert(name.clone(), v);
+                    }
+                    None => {
+                        tracing::warn!(request_id = %rid, event = "claim_value_skipped", claim = what, "claim not representable as a header")
+                    }
+                }
+            }
+        };
+        set(&h.user, Some(&id.sub), "sub");
+        set(&h.email, id.email.as_deref(), "email");
+        set(
+            &h.preferred_username,
+            id.preferred_username.as_deref(),
+            "preferred_username",
+        );
+        if let Some(name) = &h.groups {
+            let g = groups_header_value(&id.groups);
+            if g.skipped > 0 || g.truncated {
+                tracing::warn!(request_id = %rid, event = "groups_header_trimmed", skipped = g.skipped, truncated = g.truncated, "some group names left out of the header");
+            }
+            if let Some(v) = g.value {
+                headers.insert(name.clone(), v);
+            }
+        }
+        if let Some(name) = &h.access_token
+            && let Ok(v) = HeaderValue::from_str(&s.access_token)
+        {
+            headers.insert(name.clone(), v);
+        }
+        if h.authorization_bearer_id_token
+            && let Ok(v) = HeaderValue::from_str(&format!("Bearer {}", s.id_token))
+        {
+            headers.insert(AUTHORIZATION, v);
+        }
+        for (name, claim) in &h.claims {
+            let value = match id.claims.get(claim) {
+                Some(serde_json::Value::String(s)) => Some(s.clone()),
+                Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+                Some(serde_json::Value::Bool(b)) => Some(b.to_string()),
+                _ => None,
+            };
+            if let Some(v) = value {
+                match claim_header_value(&v) {
+                    Some(v) => {
+                        headers.insert(name.clone(), v);
+                    }
+                    None => {
+                        tracing::warn!(request_id = %rid, event = "claim_value_skipped", claim = %claim, "claim not representable as a header")
+                    }
+                }
+            }
+        }
+    }
+
+    /// The session of this request, and whether its cookie should be cleared (present but
+    /// invalid, unknown or expired).
+    pub(crate) async fn session(&self, headers: &HeaderMap) -> (Option<Arc<Session>>, bool) {
+        match self.session_cookies.open(headers) {
+            Ok(id) => match self.store.get(&id).await {
+                Some(s) => (Some(s), false),
+                None => {
+                    tracing::info!(
+                        event = "session_invalid",
+                        reason = "unknown_or_expired",
+                        "no session for cookie"
+                    );
+                    (None, true)
+                }
+            },
+            Err(NoSession::Absent) => (None, false),
+            Err(NoSession::Ambiguous) => {
+                tracing::info!(
+                    event = "session_invalid",
+                    reason = "ambiguous",
+                    "several session cookies"
+                );
+                (None, true)
+            }
+            Err(NoSession::Invalid) => {
+                tracing::info!(
+                    event = "session_invalid",
+                    reason = "tampered",
+                    "session cookie did not open"
+                );
+                (None, true)
+            }
+        }
+    }
+
+    /// The unauthenticated browser's way to the IdP. On the public host the login starts
+    /// here (the login cookie lands where the callback will read it); on another route host
+    /// the browser first goes to `/oauth2/start` on the public origin.
+    fn login_redirect(
+        &self,
+        req: &Request<Incoming>,
+        host: &RequestHost,
+        path: &str,
+        rid: &str,
+    ) -> Response<Body> {
+        let mut target = path.to_string();
+        if let Some(q) = req.uri().query() {
+            target.push('?');
+            target.push_str(q);
+        }
+        let public = &self.cfg.server.public_url;
+        let on_public_host = host.host == public.host
+            && host.port.unwrap_or(public.effective_port()) == public.effective_port();
+        if on_public_host {
+            let rd = self
+                .redirects
+                .validate(&target)
+                .unwrap_or_else(|| "/".into());
+            return self.start_login(rd, req.headers(), rid, Client::Browser);
+        }
+        let scheme = if public.https { "https" } else { "http" };
+        let absolute = format!("{scheme}://{}{target}", host.host);
+        let rd = self
+            .redirects
+            .validate(&absolute)
+            .unwrap_or_else(|| "/".into());
+        let location = format!(
+            "{}/oauth2/start?rd={}",
+            self.public_origin,
+            encode_query_value(&rd)
+        );
+        match HeaderValue::from_str(&location) {
+            Ok(v) => pages::redirect(v),
+            Err(_) => self.page(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "Invalid request.",
+                rid,
+                Client::Browser,
+            ),
+        }
+    }
+
+    /// Begins a login: login cookie + 302 to the IdP's authorization endpoint.
+    pub(crate) fn start_login(
+        &self,
+        rd: String,
+        req_headers: &HeaderMap,
+        rid: &str,
+        client: Client,
+    ) -> Response<Body> {
+        let start = match self.provider.begin_login() {
+            Ok(s) => s,
+            Err(_) => return self.idp_not_ready(rid, client),
+        };
+        let state = LoginState {
+            state: start.state.clone(),
+            nonce: start.nonce.clone(),
+            pkce_verifier: start.pkce_verifier.clone(),
+            rd,
+            issued_at: unix_now(),
+        };
+        let Ok(location) = HeaderValue::from_str(&start.authorize_url) else {
+            return self.page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Login could not start.",
+                rid,
+                client,
+            );
+        };
+        let mut resp = pages::redirect(location);
+        for c in self.login_cookies.begin(&state, req_headers) {
+            resp.headers_mut().append(SET_COOKIE, c);
+        }
+        resp
+    }
+
+    /// 503 while discovery has not loaded (or the IdP is down).
+    pub(crate) fn idp_not_ready(&self, rid: &str, client: Client) -> Response<Body> {
+        let mut resp = self.page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "idp_unavailable",
+            "The identity provider cannot be reached right now. Please try again shortly.",
+            rid,
+            client,
+        );
+        resp.headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
+        resp
+    }
+
+    /// A page for this client kind.
+    pub(crate) fn page(
+        &self,
+        status: StatusCode,
+        code: &str,
+        message: &str,
+        rid: &str,
+        client: Client,
+    ) -> Response<Body> {
+        Page {
+            status,
+            code,
+            message,
+            link: None,
+            request_id: rid,
+        }
+        .render(client)
+    }
+
+    /// Whether `host` is the public host or a configured route host.
+    fn serves_host(&self, host: &str) -> bool {
+        host == self.cfg.server.public_url.host
+            || self.routes.routes().iter().any(|r| {
+                r.host
+                    .as_ref()
+                    .is_none_or(|p| crate::route::host_matches(p, host))
+            })
+    }
+
+    /// The proxy's own cookie names (session cookie, login cookies).
+    pub(crate) fn is_own_cookie(&self, name: &str) -> bool {
+        name == self.session_cookies.name() || name.starts_with(self.login_cookies.prefix())
+    }
+}
+
+/// Browser navigation or API client (SPEC: unauthenticated browsers get a 302, others 401).
+pub(crate) fn client_kind(method: &Method, headers: &HeaderMap) -> Client {
+    if browser::is_browser_navigation(method, headers) {
+        Client::Browser
+    } else {
+        Client::Api
+    }
+}
+
+/// A CORS preflight: `OPTIONS` with `Origin` and `Access-Control-Request-Method`.
+fn is_cors_preflight(req: &Request<Incoming>) -> bool {
+    req.method() == Method::OPTIONS
+        && req.headers().contains_key(http::header::ORIGIN)
+        && req
+            .headers()
+            .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+}
+
+/// Percent-encodes a query parameter value (RFC 3986 unreserved characters stay).
+pub(crate) fn encode_query_value(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, QUERY_VALUE).to_string()
+}
+
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
+
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Correlation ids: a per-process random prefix and a counter (no allocation of randomness
+/// per request).
+struct RequestIds {
+    prefix: u32,
+    counter: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        let mut b = [0u8; 4];
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+        RequestIds {
+            prefix: u32::from_be_bytes(b),
+            counter: AtomicU64::new(0),
+        }
+    }
+    fn next(&self) -> String {
+        format!(
+            "{:08x}-{:x}",
+            self.prefix,
+            self.counter.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+}

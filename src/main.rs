@@ -1,0 +1,68 @@
+//! The `portcullis` binary: parse the command line, load the configuration, run the library.
+//! Errors become one line on stderr and exit code 1 (usage errors: 2, from clap).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use portcullis::cli::{Cli, Command};
+use portcullis::config;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::GenerateSecret) => {
+            println!("{}", portcullis::generate_secret());
+            ExitCode::SUCCESS
+        }
+        Some(Command::Check { config }) => match config::from_file(&config) {
+            Ok(cfg) => {
+                println!("{}: ok", config.display());
+                print!("{}", config::check_summary(&cfg));
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                ExitCode::from(1)
+            }
+        },
+        Some(Command::Run { config }) => run(&config),
+        None => match cli.config {
+            Some(config) => run(&config),
+            None => {
+                eprintln!(
+                    "portcullis: no configuration: pass --config FILE (or set PORTCULLIS_CONFIG); see --help"
+                );
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+fn run(path: &std::path::Path) -> ExitCode {
+    let cfg = match config::from_file(path) {
+        Ok(cfg) => cfg,
+        Err(errors) => {
+            eprintln!("portcullis: invalid configuration:\n{errors}");
+            return ExitCode::from(1);
+        }
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    portcullis::telemetry::init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("portcullis: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(portcullis::run(cfg, portcullis::server::signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("portcullis: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

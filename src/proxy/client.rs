@@ -1,0 +1,34 @@
+//! Pooled clients for upstream requests (http and https, HTTP/1.1 and HTTP/2 by ALPN).
+
+use std::time::Duration;
+
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::http::body::Body;
+
+/// The upstream client type.
+pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
+
+/// Builds the pooled upstream client. The legacy client never follows redirects, which is
+/// what a proxy wants: a 3xx goes back to the browser unchanged.
+pub fn build(tls: rustls::ClientConfig, connect_timeout: Duration) -> UpstreamClient {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false); // STACK A1 pitfall 7: wrap_connector needs this for https://
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_nodelay(true);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(64)
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .build(connector)
+}

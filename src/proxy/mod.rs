@@ -1,0 +1,186 @@
+//! Forwarding to the upstream: URI building, the timed call, and response hygiene.
+//!
+//! The request headers are prepared by the pipeline ([`crate::app`]) before they get here
+//! (hop-by-hop removed, identity scrubbed and injected, forwarded headers set, own cookies
+//! removed); this module sends the request with its body streamed, bounds the wait for the
+//! response head by `request_timeout` (504), maps connection failures to 502, and cleans the
+//! response: hop-by-hop fields (RFC 9110 §7.6.1) and any `Set-Cookie` for the proxy's own
+//! cookie names (SECURITY UP-06) are removed. An unexpected `101` is a 502: the proxy never
+//! becomes a blind tunnel (SECURITY HTTP-08).
+
+pub mod client;
+
+use std::time::Duration;
+
+use http::header::{HOST, SET_COOKIE};
+use http::{HeaderValue, Request, Response, StatusCode, Uri};
+
+use crate::config::Upstream;
+use crate::http::body::{Body, stream};
+use crate::http::hop;
+
+pub use client::UpstreamClient;
+
+/// Why the upstream gave no usable response.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("upstream did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("upstream connection failed: {0}")]
+    Connect(#[source] hyper_util::client::legacy::Error),
+    #[error("upstream answered 101 to a request that asked for no upgrade")]
+    UnexpectedUpgrade,
+    #[error("cannot build the upstream request: {0}")]
+    Build(String),
+}
+
+impl ProxyError {
+    /// 504 for a timeout, 502 otherwise.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            _ => StatusCode::BAD_GATEWAY,
+        }
+    }
+    /// A short word for logs (`event=upstream_error reason=...`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ProxyError::Timeout(_) => "upstream_timeout",
+            ProxyError::Connect(e) if e.is_connect() => "connect_failed",
+            ProxyError::Connect(_) => "upstream_reset",
+            ProxyError::UnexpectedUpgrade => "unexpected_upgrade",
+            ProxyError::Build(_) => "bad_request",
+        }
+    }
+}
+
+/// The upstream URI: upstream origin + base path + normalised path + raw query.
+pub fn upstream_uri(up: &Upstream, path: &str, query: Option<&str>) -> Result<Uri, ProxyError> {
+    let scheme = if up.https { "https" } else { "http" };
+    let mut s = String::with_capacity(
+        scheme.len() + up.authority.len() + up.base_path.len() + path.len() + 8,
+    );
+    s.push_str(scheme);
+    s.push_str("://");
+    s.push_str(&up.host);
+    s.push(':');
+    s.push_str(itoa_u16(up.port).as_str());
+    s.push_str(&up.base_path);
+    s.push_str(path);
+    if let Some(q) = query {
+        s.push('?');
+        s.push_str(q);
+    }
+    Uri::try_from(s).map_err(|e| ProxyError::Build(e.to_string()))
+}
+
+fn itoa_u16(n: u16) -> String {
+    n.to_string()
+}
+
+/// Sends `req` (headers prepared, URI set by the caller) and cleans the response.
+/// `own_cookie`: predicate for the proxy's cookie names, stripped from upstream `Set-Cookie`.
+pub async fn send(
+    client: &UpstreamClient,
+    mut req: Request<Body>,
+    host: Option<HeaderValue>,
+    timeout: Duration,
+    own_cookie: impl Fn(&str) -> bool,
+) -> Result<Response<Body>, ProxyError> {
+    match host {
+        Some(h) => {
+            req.headers_mut().insert(HOST, h);
+        }
+        None => {
+            req.headers_mut().remove(HOST);
+        }
+    }
+    *req.version_mut() = http::Version::HTTP_11;
+    let resp = match tokio::time::timeout(timeout, client.request(req)).await {
+        Err(_) => return Err(ProxyError::Timeout(timeout)),
+        Ok(Err(e)) => return Err(ProxyError::Connect(e)),
+        Ok(Ok(resp)) => resp,
+    };
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        return Err(ProxyError::UnexpectedUpgrade);
+    }
+    let (mut parts, body) = resp.into_parts();
+    hop::strip_hop_by_hop_response(&mut parts.headers);
+    strip_own_set_cookies(&mut parts.headers, own_cookie);
+    Ok(Response::from_parts(parts, stream(body)))
+}
+
+/// Removes upstream `Set-Cookie` fields that would set one of the proxy's own cookies.
+fn strip_own_set_cookies(headers: &mut http::HeaderMap, own_cookie: impl Fn(&str) -> bool) {
+    if !headers.contains_key(SET_COOKIE) {
+        return;
+    }
+    let kept: Vec<HeaderValue> = headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter(|v| {
+            let name = v
+                .as_bytes()
+                .split(|b| *b == b'=')
+                .next()
+                .unwrap_or_default();
+            let name = String::from_utf8_lossy(name);
+            let own = own_cookie(name.trim());
+            if own {
+                tracing::warn!(
+                    event = "upstream_set_cookie_dropped",
+                    "upstream tried to set a proxy cookie"
+                );
+            }
+            !own
+        })
+        .cloned()
+        .collect();
+    headers.remove(SET_COOKIE);
+    for v in kept {
+        headers.append(SET_COOKIE, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_upstream_uri() {
+        let up = Upstream {
+            https: false,
+            host: "127.0.0.1".into(),
+            port: 9001,
+            base_path: "/base".into(),
+            authority: "127.0.0.1:9001".into(),
+        };
+        assert_eq!(
+            upstream_uri(&up, "/a/b", Some("x=1&y=%2F")).unwrap(),
+            "http://127.0.0.1:9001/base/a/b?x=1&y=%2F"
+        );
+        assert_eq!(
+            upstream_uri(&up, "/", None).unwrap(),
+            "http://127.0.0.1:9001/base/"
+        );
+    }
+
+    #[test]
+    fn drops_only_own_set_cookies() {
+        let mut h = http::HeaderMap::new();
+        h.append(
+            SET_COOKIE,
+            HeaderValue::from_static("_portcullis=attacker; Path=/"),
+        );
+        h.append(SET_COOKIE, HeaderValue::from_static("theme=dark"));
+        h.append(
+            SET_COOKIE,
+            HeaderValue::from_static("_portcullis_login_x=1"),
+        );
+        strip_own_set_cookies(&mut h, |n| {
+            n == "_portcullis" || n.starts_with("_portcullis_login")
+        });
+        let left: Vec<_> = h.get_all(SET_COOKIE).iter().collect();
+        assert_eq!(left, vec!["theme=dark"]);
+    }
+}

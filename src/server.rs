@@ -1,0 +1,142 @@
+//! The listener: accept loop, connection limits, HTTP/1.1 + h2c, graceful shutdown.
+//!
+//! Limits from SPEC `[server]`:
+//! - `max_header_bytes`: the request head must fit hyper's read buffer (raised to hyper's
+//!   8 KiB minimum when smaller); a larger head is answered 431 and the connection closed.
+//!   HTTP/2 gets the same bound as `SETTINGS_MAX_HEADER_LIST_SIZE`.
+//! - `max_headers`: more fields than this is a 431.
+//! - `header_read_timeout`: a request head must arrive within it (slowloris guard). hyper
+//!   starts this timer whenever it waits for a head, including on an idle kept-alive
+//!   connection, so idle HTTP/1.1 connections close after `min(header_read_timeout,
+//!   keepalive_timeout)`.
+//! - `keepalive_timeout`: HTTP/2 connections are pinged every `keepalive_timeout / 3` and
+//!   closed when a ping is not answered.
+//! - `max_connections`: a connection beyond the limit is closed at once, before any read, so
+//!   the process keeps serving the ones it has.
+//! - at most 256 concurrent HTTP/2 streams per connection (SECURITY DOS-05).
+//!
+//! Shutdown: on the signal the listener is dropped, in-flight requests finish, and after
+//! `shutdown_timeout` whatever is left is abandoned.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::app::App;
+use crate::config::ServerConfig;
+
+/// Facts about the connection a request came in on.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+}
+
+/// Builds the hyper connection builder with the configured limits.
+pub fn builder(cfg: &ServerConfig) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    let header_timeout = cfg.header_read_timeout.min(cfg.keepalive_timeout);
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .keep_alive(true)
+        .max_buf_size(cfg.max_header_bytes.max(8192))
+        .max_headers(cfg.max_headers);
+    b.http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(cfg.keepalive_timeout / 3)
+        .keep_alive_timeout(Duration::from_secs(20))
+        .max_concurrent_streams(256)
+        .max_header_list_size(u32::try_from(cfg.max_header_bytes).unwrap_or(u32::MAX))
+        .max_pending_accept_reset_streams(64)
+        .max_local_error_reset_streams(256);
+    b
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then drains.
+pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
+    let cfg = &app.config().server;
+    let builder = builder(cfg);
+    let limit = Arc::new(Semaphore::new(cfg.max_connections));
+    let graceful = GracefulShutdown::new();
+    let shutdown_timeout = cfg.shutdown_timeout;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (tcp, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // EMFILE and friends: back off briefly instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = limit.clone().try_acquire_owned() else {
+                    tracing::warn!(%peer, event = "connection_refused", "max_connections reached");
+                    drop(tcp);
+                    continue;
+                };
+                let _ = tcp.set_nodelay(true);
+                let local = tcp.local_addr().unwrap_or(peer);
+                let info = ConnInfo { peer, local };
+                let app = app.clone();
+                let conn = builder
+                    .serve_connection_with_upgrades(
+                        TokioIo::new(tcp),
+                        service_fn(move |req: hyper::Request<Incoming>| {
+                            let app = app.clone();
+                            async move { Ok::<_, Infallible>(app.handle(req, info).await) }
+                        }),
+                    )
+                    .into_owned();
+                let watched = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = watched.await {
+                        tracing::debug!(error = %e, %peer, "connection ended with an error");
+                    }
+                    drop(permit);
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tracing::info!("shutting down: finishing in-flight requests");
+    if tokio::time::timeout(shutdown_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown_timeout reached; abandoning remaining connections");
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

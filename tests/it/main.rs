@@ -1,0 +1,14 @@
+//! Integration tests: the real proxy on loopback, the in-repo OpenID provider, a real
+//! upstream echo server, driven over HTTP. One binary (faster to build than one per file).
+#![allow(dead_code)]
+
+mod support;
+
+mod config_check;
+mod edge;
+mod headers;
+mod idtoken;
+mod login;
+mod paths;
+mod redirects;
+mod upstream;

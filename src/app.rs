@@ -142,6 +142,7 @@ impl App {
         let rid = self.request_ids.next();
         let method = req.method().clone();
         let mut log = AccessLog::default();
+        let peer = conn.peer;
         let resp = self.dispatch(req, conn, &rid, &mut log).await;
         tracing::info!(
             target: "portcullis::access",
@@ -153,7 +154,7 @@ impl App {
             duration_ms = started.elapsed().as_secs_f64() * 1000.0,
             user = log.user.as_deref().unwrap_or("-"),
             route = log.route.as_deref().unwrap_or("-"),
-            peer = %conn.peer.ip(),
+            peer = %peer.ip(),
             "request"
         );
         resp
@@ -167,7 +168,20 @@ impl App {
         log: &mut AccessLog,
     ) -> Response<Body> {
         let client = client_kind(req.method(), req.headers());
-        // Phase 1: the request target.
+        // Phase 1: framing and the request target.
+        if conn.framing.is_set() {
+            tracing::info!(request_id = %rid, event = "bad_framing", "ambiguous message framing refused");
+            let mut resp = self.page(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "Ambiguous message framing.",
+                rid,
+                client,
+            );
+            resp.headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            return resp;
+        }
         if req.method() == Method::CONNECT
             || (req.uri().authority().is_some() && req.uri().scheme().is_none())
         {

@@ -34,12 +34,15 @@ use tokio::sync::Semaphore;
 
 use crate::app::App;
 use crate::config::ServerConfig;
+use crate::http::framing::{AmbiguousFraming, HeadGuard};
 
 /// Facts about the connection a request came in on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
     pub local: SocketAddr,
+    /// Set when the connection's first request head framed its body ambiguously.
+    pub framing: AmbiguousFraming,
 }
 
 /// Builds the hyper connection builder with the configured limits.
@@ -90,13 +93,14 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
                 };
                 let _ = tcp.set_nodelay(true);
                 let local = tcp.local_addr().unwrap_or(peer);
-                let info = ConnInfo { peer, local };
+                let (io, framing) = HeadGuard::new(tcp, cfg.max_header_bytes.max(8192));
+                let info = ConnInfo { peer, local, framing };
                 let app = app.clone();
                 let conn = builder
                     .serve_connection_with_upgrades(
-                        TokioIo::new(tcp),
+                        TokioIo::new(io),
                         service_fn(move |req: hyper::Request<Incoming>| {
-                            let app = app.clone();
+                            let (app, info) = (app.clone(), info.clone());
                             async move { Ok::<_, Infallible>(app.handle(req, info).await) }
                         }),
                     )

@@ -2582,7 +2582,8 @@ path = "/b"
         };
         assert_eq!(c.oidc.client_secret.expose(), "from-env");
         assert_eq!(c.session.cookie_secrets.len(), 1);
-        assert_eq!(c.routes.len(), 2);
+        assert_eq!(c.routes.len(), 3);
+        assert_eq!(c.routes[0].auth, crate::config::AuthMode::Public);
         assert_eq!(c.session.cookie_name, "__Host-portcullis");
     }
 

@@ -3,6 +3,7 @@
 pub mod body;
 pub mod browser;
 pub mod forwarded;
+pub mod framing;
 pub mod hop;
 pub mod host;
 pub mod identity_headers;

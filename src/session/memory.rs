@@ -195,6 +195,9 @@ impl MemoryStore {
         self.cache
             .insert(session.id.clone(), Arc::clone(&session))
             .await;
+        // moka enforces `max_capacity` lazily; a login is rare enough to settle the bound
+        // right away, so the store never holds more than `max_sessions` (SECURITY SES-08).
+        self.cache.run_pending_tasks().await;
         session
     }
 

@@ -7,8 +7,10 @@
 //! 2. **own endpoints**: `/oauth2/*`, the callback, `/healthz`, `/readyz` on every host
 //!    ([`crate::auth::endpoints`]);
 //! 3. **route**: first `[[route]]` matching host + path, else 404;
-//! 4. **gate** (protected routes): session cookie → store → policy; no session: 302 to the IdP
-//!    for browser navigations, 401 JSON for everything else; denied: 403;
+//! 4. **gate** (protected routes): a bearer token when `bearer_audiences` is set
+//!    ([`crate::auth::bearer`]: invalid → 401 `invalid_token`, never a cookie fallback), else
+//!    session cookie → store; then policy; no session: 302 to the IdP for browser
+//!    navigations, 401 JSON for everything else; denied: 403 (HTML for browsers, JSON else);
 //! 5. **upstream request filter**: hop-by-hop fields removed *before* anything is added,
 //!    identity headers scrubbed on every route, forwarded headers by peer trust, own cookies
 //!    removed, identity injected on protected routes, request trailers dropped;
@@ -25,6 +27,8 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming};
 
+use crate::auth;
+use crate::auth::bearer::BearerGate;
 use crate::auth::login_cookie::{LoginCookies, LoginState};
 use crate::auth::redirect::RedirectPolicy;
 use crate::config::{AuthMode, Config, RouteConfig};
@@ -35,6 +39,7 @@ use crate::http::host::{self, RequestHost};
 use crate::http::identity_headers::{IdentityScrubber, claim_header_value, groups_header_value};
 use crate::http::pages::{self, Client, Page};
 use crate::http::{browser, hop, path};
+use crate::identity::Identity;
 use crate::oidc::{IdpHttp, Provider};
 use crate::policy::{self, Decision};
 use crate::proxy::{self, UpstreamClient};
@@ -266,21 +271,21 @@ impl App {
             AuthMode::Public => None,
             AuthMode::Required if route.allow_preflight && is_cors_preflight(&req) => None,
             AuthMode::Required => {
-                let (session, clear) = self.session(req.headers()).await;
-                let Some(session) = session else {
-                    let mut resp = if client == Client::Browser {
-                        self.login_redirect(&req, &host, &path, rid)
-                    } else {
-                        pages::unauthenticated_json()
-                    };
-                    if clear {
-                        resp.headers_mut()
-                            .append(SET_COOKIE, self.session_cookies.clear_cookie());
-                    }
-                    return resp;
+                // A bearer token, when enabled and sent, decides alone (src/auth/bearer.rs).
+                let bearer = match self.bearer_gate(req.headers(), rid, client).await {
+                    BearerGate::Absent => None,
+                    BearerGate::Identity(id) => Some(Caller::Bearer(id)),
+                    BearerGate::Refuse(resp) => return resp,
                 };
-                log.user = Some(session.identity.sub.clone());
-                if policy::evaluate(&route, &session.identity) == Decision::Deny {
+                let caller = match bearer {
+                    Some(c) => c,
+                    None => match self.require_session(&req, &host, &path, rid, client).await {
+                        Ok(s) => Caller::Session(s),
+                        Err(resp) => return resp,
+                    },
+                };
+                log.user = Some(caller.identity().sub.clone());
+                if policy::evaluate(&route, caller.identity()) == Decision::Deny {
                     tracing::info!(request_id = %rid, event = "not_authorized", route = %route.label(), "policy denied");
                     return self.page(
                         StatusCode::FORBIDDEN,
@@ -290,7 +295,7 @@ impl App {
                         client,
                     );
                 }
-                Some(session)
+                Some(caller)
             }
         };
 
@@ -301,7 +306,7 @@ impl App {
             &host,
             &route,
             &path,
-            identity.as_deref(),
+            identity.as_ref(),
             rid,
             client,
         )
@@ -317,7 +322,7 @@ impl App {
         host: &RequestHost,
         route: &RouteConfig,
         path: &str,
-        session: Option<&Session>,
+        caller: Option<&Caller>,
         rid: &str,
         client: Client,
     ) -> Response<Body> {
@@ -344,8 +349,8 @@ impl App {
             self.session_cookies.name(),
             self.login_cookies.prefix(),
         );
-        if let Some(s) = session {
-            self.inject_identity(headers, s, rid);
+        if let Some(c) = caller {
+            self.inject_identity(headers, c, rid);
         }
         let upstream_host = if route.preserve_host {
             HeaderValue::from_str(&host.raw).ok()
@@ -401,10 +406,39 @@ impl App {
         }
     }
 
-    /// Sets the configured identity headers from the session (after scrubbing).
-    fn inject_identity(&self, headers: &mut HeaderMap, s: &Session, rid: &str) {
+    /// A protected route without a bearer: the session, or the answer for a request without
+    /// one (302 to the IdP for browser navigations, 401 JSON otherwise; an invalid cookie is
+    /// cleared).
+    async fn require_session(
+        &self,
+        req: &Request<Incoming>,
+        host: &RequestHost,
+        path: &str,
+        rid: &str,
+        client: Client,
+    ) -> Result<Arc<Session>, Response<Body>> {
+        let (session, clear) = self.session(req.headers()).await;
+        if let Some(session) = session {
+            return Ok(session);
+        }
+        let mut resp = if client == Client::Browser {
+            self.login_redirect(req, host, path, rid)
+        } else {
+            pages::unauthenticated_json()
+        };
+        if clear {
+            resp.headers_mut()
+                .append(SET_COOKIE, self.session_cookies.clear_cookie());
+        }
+        Err(resp)
+    }
+
+    /// Sets the configured identity headers from the caller (after scrubbing). For a bearer
+    /// caller the access-token header carries the bearer token and `Authorization` is left
+    /// exactly as the client sent it.
+    fn inject_identity(&self, headers: &mut HeaderMap, caller: &Caller, rid: &str) {
         let h = &self.cfg.headers;
-        let id = &s.identity;
+        let id = caller.identity();
         let mut set = |name: &Option<http::HeaderName>, value: Option<&str>, what: &str| {
             if let (Some(name), Some(v)) = (name, value) {
                 match claim_header_value(v) {
@@ -433,15 +467,28 @@ impl App {
                 headers.insert(name.clone(), v);
             }
         }
-        if let Some(name) = &h.access_token
-            && let Ok(v) = HeaderValue::from_str(&s.access_token)
-        {
-            headers.insert(name.clone(), v);
-        }
-        if h.authorization_bearer_id_token
-            && let Ok(v) = HeaderValue::from_str(&format!("Bearer {}", s.id_token))
-        {
-            headers.insert(AUTHORIZATION, v);
+        match caller {
+            Caller::Session(s) => {
+                if let Some(name) = &h.access_token
+                    && let Ok(v) = HeaderValue::from_str(&s.access_token)
+                {
+                    headers.insert(name.clone(), v);
+                }
+                if h.authorization_bearer_id_token
+                    && let Ok(v) = HeaderValue::from_str(&format!("Bearer {}", s.id_token))
+                {
+                    headers.insert(AUTHORIZATION, v);
+                }
+            }
+            Caller::Bearer(_) => {
+                if let Some(name) = &h.access_token
+                    && let auth::bearer::Credential::Bearer(token) =
+                        auth::bearer::credential(headers)
+                    && let Ok(v) = HeaderValue::from_str(token)
+                {
+                    headers.insert(name.clone(), v);
+                }
+            }
         }
         for (name, claim) in &h.claims {
             let value = match id.claims.get(claim) {
@@ -627,6 +674,22 @@ impl App {
     /// The proxy's own cookie names (session cookie, login cookies).
     pub(crate) fn is_own_cookie(&self, name: &str) -> bool {
         name == self.session_cookies.name() || name.starts_with(self.login_cookies.prefix())
+    }
+}
+
+/// Who a request on a protected route is: a session, or a verified bearer token.
+pub(crate) enum Caller {
+    Session(Arc<Session>),
+    Bearer(Box<Identity>),
+}
+
+impl Caller {
+    /// The identity policy and identity headers use.
+    pub(crate) fn identity(&self) -> &Identity {
+        match self {
+            Caller::Session(s) => &s.identity,
+            Caller::Bearer(id) => id,
+        }
     }
 }
 

@@ -34,4 +34,19 @@ pub enum Command {
     },
     /// Prints a fresh random cookie secret in the form the configuration accepts.
     GenerateSecret,
+    /// Explains which route a URL reaches and whether the given claims pass its policy.
+    /// Exit 0 allow, 3 deny, 1 error.
+    Explain {
+        #[arg(short, long, env = "PORTCULLIS_CONFIG", value_name = "FILE")]
+        config: PathBuf,
+        /// An absolute http(s) URL, or a path on public_url's host.
+        #[arg(long, value_name = "URL")]
+        url: String,
+        /// The request method.
+        #[arg(long, value_name = "M", default_value = "GET")]
+        method: String,
+        /// The user's claims: a JSON object, inline or in a file (none: an anonymous request).
+        #[arg(long, value_name = "FILE|JSON")]
+        claims: Option<String>,
+    },
 }

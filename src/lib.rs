@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod devidp;
 pub mod error;
+pub mod explain;
 pub mod http;
 pub mod identity;
 pub mod oidc;

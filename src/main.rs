@@ -25,6 +25,21 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Some(Command::Explain {
+            config,
+            url,
+            method,
+            claims,
+        }) => match portcullis::explain::run(&config, &url, &method, claims.as_deref()) {
+            Ok(report) => {
+                print!("{}", report.text);
+                ExitCode::from(report.verdict.exit_code())
+            }
+            Err(e) => {
+                eprintln!("portcullis explain: {e}");
+                ExitCode::from(1)
+            }
+        },
         Some(Command::Run { config }) => run(&config),
         None => match cli.config {
             Some(config) => run(&config),

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use http::HeaderName;
 
-pub use load::{ConfigError, ConfigErrors, check_summary, from_file, from_str};
+pub use load::{ConfigError, ConfigErrors, check_summary, from_file, from_str, route_summary};
 
 /// The whole, validated configuration.
 #[derive(Debug, Clone)]

@@ -16,11 +16,14 @@
 //! - **Token request** (Core §3.1.3.1, RFC 6749 §4.1.3 and §2.3.1): `client_secret_basic` with
 //!   form-urlencoded id and secret, sent once (no retry of the POST).
 //! - **ID token** (Core §3.1.3.7): see [`verify`]; keys from [`jwks`].
+//! - **Bearer JWTs** of API clients (`bearer_audiences`): see [`bearer`]; same keys and
+//!   re-fetch throttle as ID tokens.
 //! - **Userinfo** (Core §5.3): only when the ID token lacks `email`, `preferred_username` or the
 //!   groups claim. The response must be a JSON object (`application/json`; signed userinfo is
 //!   not supported) whose `sub` equals the ID token's (§5.3.2). **Precedence: the ID token wins**
 //!   — userinfo only fills claims the ID token does not have.
 
+pub mod bearer;
 pub mod http;
 pub mod jwks;
 pub mod verify;
@@ -51,6 +54,7 @@ use url::Url;
 use crate::config::{OidcConfig, Secret};
 use crate::identity::Identity;
 
+pub use self::bearer::BearerError;
 pub use self::http::{IdpHttp, IdpHttpError};
 pub use self::jwks::{JwksCache, JwksError};
 pub use self::verify::TokenError;

@@ -301,7 +301,7 @@ pub fn check_claims(
 
 /// A NumericDate claim (RFC 7519 §2): a finite JSON number, fractions allowed, within
 /// `..=9999-12-31`. Absent → `None`; any other type or a huge value → `claim_invalid`.
-fn numeric_date(
+pub(crate) fn numeric_date(
     claims: &Map<String, Value>,
     name: &'static str,
 ) -> Result<Option<f64>, TokenError> {
@@ -317,7 +317,7 @@ fn numeric_date(
 
 /// OpenID Connect Core §2: `sub` is at most 255 ASCII characters; we also refuse control
 /// characters (it becomes an HTTP header upstream) and the empty string.
-fn valid_sub(sub: &str) -> bool {
+pub(crate) fn valid_sub(sub: &str) -> bool {
     !sub.is_empty() && sub.len() <= MAX_SUB_CHARS && sub.bytes().all(|b| (b' '..=b'~').contains(&b))
 }
 
@@ -367,6 +367,49 @@ pub fn verify_signature(
             .map(|_| ()),
     };
     result.map_err(map_claims_error)
+}
+
+/// Stage 3 for JWTs that are not ID tokens (bearer access tokens): the signature alone, with
+/// the one key of `keys` that fits the token's `kid` and `alg` — the same key-selection rule as
+/// openidconnect applies to ID tokens (a `kid` must match; without one, exactly one compatible
+/// key; a key whose `use` is not `sig` or whose `alg` differs never fits). The claims are the
+/// caller's business (checked before this, so garbage never costs a signature check).
+/// Returns [`TokenError::UnknownKid`] when no single key fits, so the caller can re-fetch.
+pub fn verify_jws_signature(
+    parsed: &ParsedJws<'_>,
+    keys: &CoreJsonWebKeySet,
+) -> Result<(), TokenError> {
+    use openidconnect::{JsonWebKey, JsonWebKeyAlgorithm, JsonWebKeyUse, JwsSigningAlgorithm};
+    if !is_asymmetric(&parsed.alg) {
+        return Err(TokenError::AlgNotAllowed);
+    }
+    let want_type = parsed.alg.key_type();
+    let mut fitting = keys.keys().iter().filter(|k| {
+        let kid_fits = match &parsed.kid {
+            Some(kid) => k.key_id().is_some_and(|id| id.as_str() == kid),
+            None => true,
+        };
+        kid_fits
+            && k.key_use().is_none_or(|u| u.allows_signature())
+            && want_type.as_ref() == Some(k.key_type())
+            && match k.signing_alg() {
+                JsonWebKeyAlgorithm::Unspecified => true,
+                JsonWebKeyAlgorithm::Algorithm(a) => *a == parsed.alg,
+                JsonWebKeyAlgorithm::Unsupported => false,
+            }
+    });
+    let (Some(key), None) = (fitting.next(), fitting.next()) else {
+        return Err(TokenError::UnknownKid);
+    };
+    let (input, signature) = parsed
+        .raw
+        .rsplit_once('.')
+        .ok_or(TokenError::Malformed("not a compact JWS"))?;
+    let signature = URL_SAFE_NO_PAD
+        .decode(signature)
+        .map_err(|_| TokenError::Malformed("not base64url"))?;
+    key.verify_signature(&parsed.alg, input.as_bytes(), &signature)
+        .map_err(|_| TokenError::BadSignature)
 }
 
 fn map_claims_error(err: ClaimsVerificationError) -> TokenError {

@@ -4,13 +4,17 @@
 
 mod support;
 
+mod bearer;
 mod config_check;
 mod edge;
+mod explain;
 mod headers;
 mod idtoken;
 mod login;
 mod logs;
 mod paths;
+mod policy;
+mod preflight;
 mod redirects;
 mod sessions;
 mod tls_upstream;

@@ -296,7 +296,8 @@ upstream = "http://127.0.0.1:9001"
         let admin = json!({"sub": "u1", "roles": ["admins"]});
         let eng = json!({"sub": "u2", "roles": ["eng"], "groups": ["admins"]});
         let verified = json!({"sub": "u3", "email": "a@Example.COM", "email_verified": true});
-        let cases: Vec<(&str, &str, Option<Value>, Verdict, &[&str])> = vec![
+        type Case<'a> = (&'a str, &'a str, Option<Value>, Verdict, &'a [&'a str]);
+        let cases: Vec<Case<'_>> = vec![
             (
                 "GET",
                 "https://app.example.com/public/x",

@@ -110,7 +110,12 @@ fn assert_invalid_token(r: &Resp, what: &str) {
 
 #[tokio::test]
 async fn valid_bearer_is_an_identity_without_a_session() {
-    let e = env(KeyAlg::Rs256, &audiences(&[AUD]), "").await;
+    let e = env(
+        KeyAlg::Rs256,
+        &audiences(&[AUD]),
+        "access_token = \"X-Auth-Request-Access-Token\"",
+    )
+    .await;
     let b = api(&e.proxy);
     let token = mint(&e.idp, &claims(&e.idp, "svc-1", &["eng"]));
     for scheme in ["Bearer", "bearer", "BEARER"] {
@@ -135,6 +140,10 @@ async fn valid_bearer_is_an_identity_without_a_session() {
             seen.one("authorization").as_deref(),
             Some(value.as_str()),
             "passed unchanged"
+        );
+        assert_eq!(
+            seen.one("x-auth-request-access-token").as_deref(),
+            Some(token.as_str())
         );
     }
     // The IdP is not asked anything per request.

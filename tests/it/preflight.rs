@@ -65,7 +65,8 @@ async fn preflights_pass_only_where_allowed_and_only_when_complete() {
 
     let before = up.count();
     // Incomplete preflights, other methods, and routes without the key need a login.
-    let cases: Vec<(Method, &str, Vec<(&str, &str)>)> = vec![
+    type Case<'a> = (Method, &'a str, Vec<(&'a str, &'a str)>);
+    let cases: Vec<Case<'_>> = vec![
         (
             Method::OPTIONS,
             "https://cors.example.com/api/items",

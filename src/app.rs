@@ -37,11 +37,13 @@ use crate::http::pages::{self, Client, Page};
 use crate::http::{browser, hop, path};
 use crate::oidc::{IdpHttp, Provider};
 use crate::policy::{self, Decision};
+use crate::proxy::upgrade::Tunnels;
 use crate::proxy::{self, UpstreamClient};
 use crate::route::RouteTable;
 use crate::server::ConnInfo;
 use crate::session::cookie::{NoSession, SessionCookies, strip_own_cookies};
 use crate::session::{MemoryStore, Session};
+use hyper::upgrade::OnUpgrade;
 
 /// Everything a request needs, built once at start-up and shared read-only.
 pub struct App {
@@ -54,6 +56,10 @@ pub struct App {
     pub(crate) redirects: RedirectPolicy,
     scrubber: IdentityScrubber,
     client: UpstreamClient,
+    /// HTTP/1.1-only client for WebSocket upgrades.
+    h1_client: UpstreamClient,
+    /// Open WebSocket tunnels.
+    pub(crate) tunnels: Arc<Tunnels>,
     /// `https://app.example.com` (no trailing slash).
     pub(crate) public_origin: String,
     request_ids: RequestIds,
@@ -84,7 +90,13 @@ impl App {
         );
         let provider = Provider::new(&cfg.oidc, redirect_uri, http);
         let upstream_tls = crate::tls::client_config(s.upstream_ca_file.as_deref())?;
-        let client = proxy::client::build(upstream_tls, std::time::Duration::from_secs(10));
+        let client = proxy::client::build(
+            upstream_tls.clone(),
+            std::time::Duration::from_secs(10),
+            true,
+        );
+        let h1_client =
+            proxy::client::build(upstream_tls, std::time::Duration::from_secs(10), false);
         let routes = RouteTable::new(&cfg.routes);
         let session_cookies = SessionCookies::new(&cfg.session, &s.public_url);
         let login_cookies = LoginCookies::new(
@@ -122,6 +134,8 @@ impl App {
             redirects,
             scrubber,
             client,
+            h1_client,
+            tunnels: Tunnels::new(),
             public_origin,
             request_ids: RequestIds::new(),
             cfg,
@@ -323,9 +337,12 @@ impl App {
     ) -> Response<Body> {
         let query = req.uri().query().map(str::to_owned);
         let (mut parts, body) = req.into_parts();
+        let client_upgrade = parts.extensions.remove::<OnUpgrade>();
         let headers = &mut parts.headers;
         // Strip before adding: a client's `Connection: X-Forwarded-For` only removes its own copy.
-        let _upgrade = hop::strip_hop_by_hop(headers);
+        // Only an HTTP/1.1 `Upgrade: websocket` survives; every other upgrade (h2c…) is dropped.
+        let websocket =
+            hop::strip_hop_by_hop(headers).is_some() && parts.version == http::Version::HTTP_11;
         self.scrubber.scrub(headers);
         let trust = if self
             .cfg
@@ -381,14 +398,23 @@ impl App {
         let own = |name: &str| self.is_own_cookie(name);
         match proxy::send(
             &self.client,
+            &self.h1_client,
             req,
             upstream_host,
             self.cfg.server.request_timeout,
             own,
+            websocket,
         )
         .await
         {
-            Ok(resp) => resp,
+            Ok(up) => {
+                if let (Some(upstream), Some(client_side)) = (up.upgraded, client_upgrade) {
+                    tracing::info!(request_id = %rid, event = "websocket_opened", route = %route.label(), "tunnel open");
+                    self.tunnels
+                        .spawn(client_side, upstream, session.map(|s| s.id.clone()));
+                }
+                up.response
+            }
             Err(e) => {
                 tracing::error!(request_id = %rid, event = "upstream_error", reason = e.reason(), route = %route.label(), "upstream failed");
                 let msg = if e.status() == StatusCode::GATEWAY_TIMEOUT {

@@ -173,7 +173,14 @@ fn sigterm_finishes_in_flight_requests_and_exits_0() {
             .as_bytes(),
     )
     .unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    // Wait until the request is really in flight (the upstream has it), then SIGTERM.
+    for _ in 0..200 {
+        if up.count() > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(up.count(), 1, "the request never reached the upstream");
     let kill = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -15,3 +15,4 @@ mod redirects;
 mod sessions;
 mod tls_upstream;
 mod upstream;
+mod websocket;

@@ -17,6 +17,9 @@
 //          [--post-logout-redirect-uri URI ...] [--client-id ID]
 //        The client secret is read from the environment variable E2E_CLIENT_SECRET.
 // Prints one line `ready <issuer> kid=<kid>` on stdout once it accepts connections.
+//
+// Runtime: every oidc-provider 9.x release targets Node.js 22 LTS and warns "Unsupported
+// runtime" on Node.js 20 (a warning only); the suite runs and passes on Node.js 20.20.
 
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';

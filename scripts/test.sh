@@ -20,6 +20,15 @@ cargo fmt --all -- --check
 log "lints"
 cargo clippy --locked --all-targets -- -D warnings
 
+# --- end-to-end provider (tests/e2e: node's oidc-provider, pinned by package-lock.json) ---
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  log "installing nodejs and npm (for the end-to-end tests)"
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq nodejs npm; else sudo apt-get update -qq && sudo apt-get install -y -qq nodejs npm; fi
+fi
+log "end-to-end provider packages (npm ci in tests/e2e, node $(node --version))"
+(cd tests/e2e && npm ci --no-audit --no-fund)
+# --- end of end-to-end provider ---
+
 log "tests"
 cargo test --locked --all-targets
 

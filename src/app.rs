@@ -185,13 +185,8 @@ impl App {
         // Phase 1: framing and the request target.
         if conn.framing.is_set() {
             tracing::info!(request_id = %rid, event = "bad_framing", "ambiguous message framing refused");
-            let mut resp = self.page(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "Ambiguous message framing.",
-                rid,
-                client,
-            );
+            let mut resp =
+                self.bad_request("bad_request", "Ambiguous message framing.", rid, client);
             resp.headers_mut()
                 .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
             return resp;
@@ -199,34 +194,16 @@ impl App {
         if req.method() == Method::CONNECT
             || (req.uri().authority().is_some() && req.uri().scheme().is_none())
         {
-            return self.page(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "Unsupported request target.",
-                rid,
-                client,
-            );
+            return self.bad_request("bad_request", "Unsupported request target.", rid, client);
         }
         if req.uri().path() == "*" {
-            return self.page(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "Unsupported request target.",
-                rid,
-                client,
-            );
+            return self.bad_request("bad_request", "Unsupported request target.", rid, client);
         }
         let host = match host::request_host(req.version(), req.uri(), req.headers()) {
             Ok(h) => h,
             Err(e) => {
                 tracing::info!(request_id = %rid, reason = %e, event = "bad_host", "request refused");
-                return self.page(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    "Missing or invalid Host.",
-                    rid,
-                    client,
-                );
+                return self.bad_request("bad_request", "Missing or invalid Host.", rid, client);
             }
         };
         log.host = host.host.clone();
@@ -234,21 +211,14 @@ impl App {
         if req.uri().authority().is_some() {
             // Absolute-form (or HTTP/2 :authority): only hosts this proxy serves.
             if !self.serves_host(&host.host) {
-                return self.page(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    "Unknown authority.",
-                    rid,
-                    client,
-                );
+                return self.bad_request("bad_request", "Unknown authority.", rid, client);
             }
         }
         let path = match path::normalize(req.uri().path()) {
             Ok(p) => p,
             Err(e) => {
                 tracing::info!(request_id = %rid, reason = %e, event = "bad_path", "request refused");
-                return self.page(
-                    StatusCode::BAD_REQUEST,
+                return self.bad_request(
                     "bad_path",
                     "The request path is not acceptable.",
                     rid,
@@ -372,13 +342,7 @@ impl App {
         let uri = match proxy::upstream_uri(&route.upstream, path, query.as_deref()) {
             Ok(u) => u,
             Err(_) => {
-                return self.page(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    "Invalid request.",
-                    rid,
-                    client,
-                );
+                return self.bad_request("bad_request", "Invalid request.", rid, client);
             }
         };
         parts.uri = uri;
@@ -562,13 +526,7 @@ impl App {
         );
         match HeaderValue::from_str(&location) {
             Ok(v) => pages::redirect(v),
-            Err(_) => self.page(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "Invalid request.",
-                rid,
-                Client::Browser,
-            ),
+            Err(_) => self.bad_request("bad_request", "Invalid request.", rid, Client::Browser),
         }
     }
 
@@ -619,6 +577,17 @@ impl App {
         resp.headers_mut()
             .insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
         resp
+    }
+
+    /// A 400 page for this client kind.
+    pub(crate) fn bad_request(
+        &self,
+        code: &str,
+        message: &str,
+        rid: &str,
+        client: Client,
+    ) -> Response<Body> {
+        self.page(StatusCode::BAD_REQUEST, code, message, rid, client)
     }
 
     /// A page for this client kind.

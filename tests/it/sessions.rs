@@ -17,25 +17,14 @@ async fn start(
     let upstream = up.url();
     let session = session.to_string();
     let route = route.to_string();
+    let routes = crate::support::route("/", &upstream, &route);
     Proxy::start(move |_| {
-        format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-public_url = "https://app.example.com"
-[oidc]
-issuer = "{issuer}"
-client_id = "portcullis"
-client_secret = "{CLIENT_SECRET}"
-[session]
-cookie_name = "_portcullis"
-cookie_secret = "{COOKIE_SECRET}"
-{session}
-[[route]]
-path = "/"
-upstream = "{upstream}"
-{route}
-"#
+        config(
+            &issuer,
+            "https://app.example.com",
+            "",
+            &format!("cookie_name = \"_portcullis\"\n{session}"),
+            &routes,
         )
     })
     .await

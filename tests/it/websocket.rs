@@ -191,9 +191,14 @@ async fn websocket_on_protected_route_is_gated_carries_identity_and_closes_on_si
     let up = Upstream::start().await;
     let ws_url = format!("http://{}", ws.addr);
     let issuer = idp.issuer();
+    let routes = route("/public/", &ws_url, "auth = \"public\"") + &route("/", &ws_url, "");
     let proxy = Proxy::start(move |_| {
-        format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://app.example.com\"\n[oidc]\nissuer = \"{issuer}\"\nclient_id = \"portcullis\"\nclient_secret = \"{CLIENT_SECRET}\"\n[session]\ncookie_name = \"_portcullis\"\ncookie_secret = \"{COOKIE_SECRET}\"\n[[route]]\npath = \"/public/\"\nupstream = \"{ws_url}\"\nauth = \"public\"\n[[route]]\npath = \"/\"\nupstream = \"{ws_url}\"\n"
+        config(
+            &issuer,
+            "https://app.example.com",
+            "",
+            "cookie_name = \"_portcullis\"",
+            &routes,
         )
     })
     .await;

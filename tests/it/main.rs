@@ -5,6 +5,7 @@
 mod support;
 
 mod config_check;
+mod demo;
 mod e2e;
 mod edge;
 mod headers;

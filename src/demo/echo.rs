@@ -57,12 +57,13 @@ p.sub{margin:0;color:#5a6475}
 .badge.public{background:#eef0f4;color:#4a5363}
 table{width:100%;border-collapse:collapse;font-size:.92rem}
 th,td{text-align:left;padding:.5rem .6rem;border-top:1px solid #e6e9ef;vertical-align:top}
-th{width:42%;font-weight:600;color:#3a4352}
+th{width:1%;white-space:nowrap;padding-right:2rem;font-weight:600;color:#3a4352}
 td{word-break:break-all}
 .none{color:#8a93a3;font-style:italic}
 code,pre{font-family:ui-monospace,SFMono-Regular,Menlo,monospace}
 pre{margin:0;background:#f4f6fa;border-radius:8px;padding:.7rem .9rem;overflow-x:auto}
 .note{font-size:.85rem;color:#5a6475;margin:.75rem 0 0}
+.note a{color:#2f5be0}
 ";
 
 /// Serves the echo page on `listener` until `stop` resolves, then lets in-flight requests

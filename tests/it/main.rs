@@ -4,6 +4,7 @@
 
 mod support;
 
+mod browser;
 mod config_check;
 mod demo;
 mod e2e;

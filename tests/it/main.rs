@@ -4,7 +4,9 @@
 
 mod support;
 
+mod browser;
 mod config_check;
+mod demo;
 mod e2e;
 mod edge;
 mod headers;

@@ -6,6 +6,7 @@ mod support;
 
 mod config_check;
 mod edge;
+mod fwdauth;
 mod headers;
 mod idtoken;
 mod login;

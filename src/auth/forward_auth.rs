@@ -287,7 +287,8 @@ mod tests {
 
     #[test]
     fn original_url_from_trusted_headers() {
-        let cases: Vec<(Vec<(&str, &str)>, Result<Original, Refused>)> = vec![
+        type Case<'a> = (Vec<(&'a str, &'a str)>, Result<Original, Refused>);
+        let cases: Vec<Case<'_>> = vec![
             (vec![], Ok(Original::Unknown)),
             (
                 vec![("X-Forwarded-Host", "app.example.com")],

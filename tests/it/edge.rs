@@ -173,7 +173,15 @@ fn sigterm_finishes_in_flight_requests_and_exits_0() {
             .as_bytes(),
     )
     .unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    // In flight = the upstream has it (a fixed sleep raced a busy machine: a request not yet
+    // read when SIGTERM lands is rightly dropped, and the assertion below failed).
+    for _ in 0..200 {
+        if up.count() > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert_eq!(up.count(), 1, "the request never reached the upstream");
     let kill = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

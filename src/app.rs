@@ -229,7 +229,10 @@ impl App {
         log.path = truncate(&path, 256).to_string();
 
         // Phase 2: the proxy's own endpoints, on every host.
-        if let Some(resp) = self.endpoint(&req, &path, rid, client, log).await {
+        if let Some(resp) = self
+            .endpoint(&req, &path, conn.peer.ip(), rid, client, log)
+            .await
+        {
             return resp;
         }
 
@@ -393,6 +396,19 @@ impl App {
 
     /// Sets the configured identity headers from the session (after scrubbing).
     fn inject_identity(&self, headers: &mut HeaderMap, s: &Session, rid: &str) {
+        self.identity_headers(headers, s, rid, true);
+    }
+
+    /// Writes the configured `[headers]` for session `s` into `headers`: upstream requests
+    /// and `/oauth2/auth` answers share this one encoding. `tokens: false` leaves out
+    /// `headers.access_token` and the `Authorization: Bearer <id_token>` header.
+    pub(crate) fn identity_headers(
+        &self,
+        headers: &mut HeaderMap,
+        s: &Session,
+        rid: &str,
+        tokens: bool,
+    ) {
         let h = &self.cfg.headers;
         let id = &s.identity;
         let mut set = |name: &Option<http::HeaderName>, value: Option<&str>, what: &str| {
@@ -424,11 +440,13 @@ impl App {
             }
         }
         if let Some(name) = &h.access_token
+            && tokens
             && let Ok(v) = HeaderValue::from_str(&s.access_token)
         {
             headers.insert(name.clone(), v);
         }
         if h.authorization_bearer_id_token
+            && tokens
             && let Ok(v) = HeaderValue::from_str(&format!("Bearer {}", s.id_token))
         {
             headers.insert(AUTHORIZATION, v);

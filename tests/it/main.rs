@@ -9,6 +9,7 @@ mod config_check;
 mod demo;
 mod e2e;
 mod edge;
+mod fwdauth;
 mod headers;
 mod idtoken;
 mod login;

@@ -9,9 +9,17 @@ log() { printf '\n==> %s\n' "$*"; }
 need_apt=()
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+# The browser test (tests/it/browser.rs) drives Debian's headless Chromium through chromedriver.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
+export DEBIAN_FRONTEND=noninteractive  # chromium's dependencies must not prompt
+# forward-auth tests run the real nginx and Caddy (tests/it/fwdauth.rs)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
+command -v caddy >/dev/null 2>&1 || need_apt+=(caddy)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]}"
-  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"; else sudo apt-get update -qq && sudo apt-get install -y -qq "${need_apt[@]}"; fi
+  # RUNLEVEL=1: the packages' postinst must not start system nginx/caddy services.
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq "${need_apt[@]}"; else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq "${need_apt[@]}"; fi
 fi
 
 log "format check"
@@ -19,6 +27,15 @@ cargo fmt --all -- --check
 
 log "lints"
 cargo clippy --locked --all-targets -- -D warnings
+
+# --- end-to-end provider (tests/e2e: node's oidc-provider, pinned by package-lock.json) ---
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  log "installing nodejs and npm (for the end-to-end tests)"
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq nodejs npm; else sudo apt-get update -qq && sudo apt-get install -y -qq nodejs npm; fi
+fi
+log "end-to-end provider packages (npm ci in tests/e2e, node $(node --version))"
+(cd tests/e2e && npm ci --no-audit --no-fund)
+# --- end of end-to-end provider ---
 
 log "tests"
 cargo test --locked --all-targets

@@ -42,11 +42,13 @@ use crate::http::{browser, hop, path};
 use crate::identity::Identity;
 use crate::oidc::{IdpHttp, Provider};
 use crate::policy::{self, Decision};
+use crate::proxy::upgrade::Tunnels;
 use crate::proxy::{self, UpstreamClient};
 use crate::route::RouteTable;
 use crate::server::ConnInfo;
 use crate::session::cookie::{NoSession, SessionCookies, strip_own_cookies};
 use crate::session::{MemoryStore, Session};
+use hyper::upgrade::OnUpgrade;
 
 /// Everything a request needs, built once at start-up and shared read-only.
 pub struct App {
@@ -59,6 +61,10 @@ pub struct App {
     pub(crate) redirects: RedirectPolicy,
     scrubber: IdentityScrubber,
     client: UpstreamClient,
+    /// HTTP/1.1-only client for WebSocket upgrades.
+    h1_client: UpstreamClient,
+    /// Open WebSocket tunnels.
+    pub(crate) tunnels: Arc<Tunnels>,
     /// `https://app.example.com` (no trailing slash).
     pub(crate) public_origin: String,
     request_ids: RequestIds,
@@ -89,7 +95,13 @@ impl App {
         );
         let provider = Provider::new(&cfg.oidc, redirect_uri, http);
         let upstream_tls = crate::tls::client_config(s.upstream_ca_file.as_deref())?;
-        let client = proxy::client::build(upstream_tls, std::time::Duration::from_secs(10));
+        let client = proxy::client::build(
+            upstream_tls.clone(),
+            std::time::Duration::from_secs(10),
+            true,
+        );
+        let h1_client =
+            proxy::client::build(upstream_tls, std::time::Duration::from_secs(10), false);
         let routes = RouteTable::new(&cfg.routes);
         let session_cookies = SessionCookies::new(&cfg.session, &s.public_url);
         let login_cookies = LoginCookies::new(
@@ -127,6 +139,8 @@ impl App {
             redirects,
             scrubber,
             client,
+            h1_client,
+            tunnels: Tunnels::new(),
             public_origin,
             request_ids: RequestIds::new(),
             cfg,
@@ -176,13 +190,8 @@ impl App {
         // Phase 1: framing and the request target.
         if conn.framing.is_set() {
             tracing::info!(request_id = %rid, event = "bad_framing", "ambiguous message framing refused");
-            let mut resp = self.page(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "Ambiguous message framing.",
-                rid,
-                client,
-            );
+            let mut resp =
+                self.bad_request("bad_request", "Ambiguous message framing.", rid, client);
             resp.headers_mut()
                 .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
             return resp;
@@ -190,34 +199,16 @@ impl App {
         if req.method() == Method::CONNECT
             || (req.uri().authority().is_some() && req.uri().scheme().is_none())
         {
-            return self.page(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "Unsupported request target.",
-                rid,
-                client,
-            );
+            return self.bad_request("bad_request", "Unsupported request target.", rid, client);
         }
         if req.uri().path() == "*" {
-            return self.page(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "Unsupported request target.",
-                rid,
-                client,
-            );
+            return self.bad_request("bad_request", "Unsupported request target.", rid, client);
         }
         let host = match host::request_host(req.version(), req.uri(), req.headers()) {
             Ok(h) => h,
             Err(e) => {
                 tracing::info!(request_id = %rid, reason = %e, event = "bad_host", "request refused");
-                return self.page(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    "Missing or invalid Host.",
-                    rid,
-                    client,
-                );
+                return self.bad_request("bad_request", "Missing or invalid Host.", rid, client);
             }
         };
         log.host = host.host.clone();
@@ -225,21 +216,14 @@ impl App {
         if req.uri().authority().is_some() {
             // Absolute-form (or HTTP/2 :authority): only hosts this proxy serves.
             if !self.serves_host(&host.host) {
-                return self.page(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    "Unknown authority.",
-                    rid,
-                    client,
-                );
+                return self.bad_request("bad_request", "Unknown authority.", rid, client);
             }
         }
         let path = match path::normalize(req.uri().path()) {
             Ok(p) => p,
             Err(e) => {
                 tracing::info!(request_id = %rid, reason = %e, event = "bad_path", "request refused");
-                return self.page(
-                    StatusCode::BAD_REQUEST,
+                return self.bad_request(
                     "bad_path",
                     "The request path is not acceptable.",
                     rid,
@@ -250,7 +234,10 @@ impl App {
         log.path = truncate(&path, 256).to_string();
 
         // Phase 2: the proxy's own endpoints, on every host.
-        if let Some(resp) = self.endpoint(&req, &path, rid, client, log).await {
+        if let Some(resp) = self
+            .endpoint(&req, &path, conn.peer.ip(), rid, client, log)
+            .await
+        {
             return resp;
         }
 
@@ -328,9 +315,12 @@ impl App {
     ) -> Response<Body> {
         let query = req.uri().query().map(str::to_owned);
         let (mut parts, body) = req.into_parts();
+        let client_upgrade = parts.extensions.remove::<OnUpgrade>();
         let headers = &mut parts.headers;
         // Strip before adding: a client's `Connection: X-Forwarded-For` only removes its own copy.
-        let _upgrade = hop::strip_hop_by_hop(headers);
+        // Only an HTTP/1.1 `Upgrade: websocket` survives; every other upgrade (h2c…) is dropped.
+        let websocket =
+            hop::strip_hop_by_hop(headers).is_some() && parts.version == http::Version::HTTP_11;
         self.scrubber.scrub(headers);
         let trust = if self
             .cfg
@@ -360,13 +350,7 @@ impl App {
         let uri = match proxy::upstream_uri(&route.upstream, path, query.as_deref()) {
             Ok(u) => u,
             Err(_) => {
-                return self.page(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    "Invalid request.",
-                    rid,
-                    client,
-                );
+                return self.bad_request("bad_request", "Invalid request.", rid, client);
             }
         };
         parts.uri = uri;
@@ -386,14 +370,23 @@ impl App {
         let own = |name: &str| self.is_own_cookie(name);
         match proxy::send(
             &self.client,
+            &self.h1_client,
             req,
             upstream_host,
             self.cfg.server.request_timeout,
             own,
+            websocket,
         )
         .await
         {
-            Ok(resp) => resp,
+            Ok(up) => {
+                if let (Some(upstream), Some(client_side)) = (up.upgraded, client_upgrade) {
+                    tracing::info!(request_id = %rid, event = "websocket_opened", route = %route.label(), "tunnel open");
+                    self.tunnels
+                        .spawn(client_side, upstream, caller.and_then(Caller::session_id));
+                }
+                up.response
+            }
             Err(e) => {
                 tracing::error!(request_id = %rid, event = "upstream_error", reason = e.reason(), route = %route.label(), "upstream failed");
                 let msg = if e.status() == StatusCode::GATEWAY_TIMEOUT {
@@ -437,8 +430,51 @@ impl App {
     /// caller the access-token header carries the bearer token and `Authorization` is left
     /// exactly as the client sent it.
     fn inject_identity(&self, headers: &mut HeaderMap, caller: &Caller, rid: &str) {
+        match caller {
+            Caller::Session(s) => self.identity_headers(headers, s, rid, true),
+            Caller::Bearer(id) => {
+                let token = match auth::bearer::credential(headers) {
+                    auth::bearer::Credential::Bearer(t) => HeaderValue::from_str(t).ok(),
+                    _ => None,
+                };
+                self.identity_claim_headers(headers, id, rid);
+                if let (Some(name), Some(v)) = (&self.cfg.headers.access_token, token) {
+                    headers.insert(name.clone(), v);
+                }
+            }
+        }
+    }
+
+    /// Writes the configured `[headers]` for session `s` into `headers`: upstream requests
+    /// and `/oauth2/auth` answers share this one encoding. `tokens: false` leaves out
+    /// `headers.access_token` and the `Authorization: Bearer <id_token>` header.
+    pub(crate) fn identity_headers(
+        &self,
+        headers: &mut HeaderMap,
+        s: &Session,
+        rid: &str,
+        tokens: bool,
+    ) {
+        self.identity_claim_headers(headers, &s.identity, rid);
         let h = &self.cfg.headers;
-        let id = caller.identity();
+        if let Some(name) = &h.access_token
+            && tokens
+            && let Ok(v) = HeaderValue::from_str(&s.access_token)
+        {
+            headers.insert(name.clone(), v);
+        }
+        if h.authorization_bearer_id_token
+            && tokens
+            && let Ok(v) = HeaderValue::from_str(&format!("Bearer {}", s.id_token))
+        {
+            headers.insert(AUTHORIZATION, v);
+        }
+    }
+
+    /// The identity part of `[headers]` (user, email, preferred username, groups,
+    /// `[headers.claims]`), shared by sessions and bearer tokens.
+    fn identity_claim_headers(&self, headers: &mut HeaderMap, id: &Identity, rid: &str) {
+        let h = &self.cfg.headers;
         let mut set = |name: &Option<http::HeaderName>, value: Option<&str>, what: &str| {
             if let (Some(name), Some(v)) = (name, value) {
                 match claim_header_value(v) {
@@ -465,29 +501,6 @@ impl App {
             }
             if let Some(v) = g.value {
                 headers.insert(name.clone(), v);
-            }
-        }
-        match caller {
-            Caller::Session(s) => {
-                if let Some(name) = &h.access_token
-                    && let Ok(v) = HeaderValue::from_str(&s.access_token)
-                {
-                    headers.insert(name.clone(), v);
-                }
-                if h.authorization_bearer_id_token
-                    && let Ok(v) = HeaderValue::from_str(&format!("Bearer {}", s.id_token))
-                {
-                    headers.insert(AUTHORIZATION, v);
-                }
-            }
-            Caller::Bearer(_) => {
-                if let Some(name) = &h.access_token
-                    && let auth::bearer::Credential::Bearer(token) =
-                        auth::bearer::credential(headers)
-                    && let Ok(v) = HeaderValue::from_str(token)
-                {
-                    headers.insert(name.clone(), v);
-                }
             }
         }
         for (name, claim) in &h.claims {
@@ -583,13 +596,7 @@ impl App {
         );
         match HeaderValue::from_str(&location) {
             Ok(v) => pages::redirect(v),
-            Err(_) => self.page(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "Invalid request.",
-                rid,
-                Client::Browser,
-            ),
+            Err(_) => self.bad_request("bad_request", "Invalid request.", rid, Client::Browser),
         }
     }
 
@@ -642,6 +649,17 @@ impl App {
         resp
     }
 
+    /// A 400 page for this client kind.
+    pub(crate) fn bad_request(
+        &self,
+        code: &str,
+        message: &str,
+        rid: &str,
+        client: Client,
+    ) -> Response<Body> {
+        self.page(StatusCode::BAD_REQUEST, code, message, rid, client)
+    }
+
     /// A page for this client kind.
     pub(crate) fn page(
         &self,
@@ -684,6 +702,15 @@ pub(crate) enum Caller {
 }
 
 impl Caller {
+    /// The session id, for tying a WebSocket tunnel to the session (a bearer caller has none:
+    /// its tunnel ends with the connection or at shutdown).
+    pub(crate) fn session_id(&self) -> Option<crate::session::SessionId> {
+        match self {
+            Caller::Session(s) => Some(s.id.clone()),
+            Caller::Bearer(_) => None,
+        }
+    }
+
     /// The identity policy and identity headers use.
     pub(crate) fn identity(&self) -> &Identity {
         match self {

@@ -32,6 +32,19 @@ pub enum Command {
         #[arg(short, long, env = "PORTCULLIS_CONFIG", value_name = "FILE")]
         config: PathBuf,
     },
+    /// One-command local demo: a development OpenID provider, an echo upstream and the proxy,
+    /// all on 127.0.0.1; prints the URL to open.
+    Demo {
+        /// Port of the proxy, the URL to open (0: any free port).
+        #[arg(long, value_name = "PORT", default_value_t = 4180)]
+        port: u16,
+        /// Port of the development OpenID provider (0: any free port).
+        #[arg(long, value_name = "PORT", default_value_t = 4181)]
+        idp_port: u16,
+        /// Port of the echo upstream (0: any free port).
+        #[arg(long, value_name = "PORT", default_value_t = 4182)]
+        upstream_port: u16,
+    },
     /// Prints a fresh random cookie secret in the form the configuration accepts.
     GenerateSecret,
     /// Explains which route a URL reaches and whether the given claims pass its policy.

@@ -11,6 +11,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod devidp;
 pub mod error;
 pub mod explain;
@@ -52,11 +53,20 @@ pub async fn serve(
     let cancel = CancellationToken::new();
     let discovery = app.provider().spawn_discovery(cancel.clone());
     let housekeeping = tokio::spawn(housekeeping(app.clone(), cancel.clone()));
+    let tunnels = tokio::spawn(
+        app.tunnels
+            .clone()
+            .watch_sessions(app.store.clone(), cancel.clone()),
+    );
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, public_url = %app.config().server.public_url.origin(), "portcullis listening");
     }
-    server::serve(listener, app, shutdown).await;
+    let shutdown_timeout = app.config().server.shutdown_timeout;
+    server::serve(listener, app.clone(), shutdown).await;
+    // hyper's graceful shutdown does not cover upgraded connections: close them here.
+    app.tunnels.shutdown(shutdown_timeout).await;
     cancel.cancel();
+    let _ = tunnels.await;
     let _ = discovery.await;
     let _ = housekeeping.await;
     Ok(())

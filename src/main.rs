@@ -41,6 +41,15 @@ fn main() -> ExitCode {
             }
         },
         Some(Command::Run { config }) => run(&config),
+        Some(Command::Demo {
+            port,
+            idp_port,
+            upstream_port,
+        }) => demo(portcullis::demo::DemoOptions {
+            proxy_port: port,
+            idp_port,
+            upstream_port,
+        }),
         None => match cli.config {
             Some(config) => run(&config),
             None => {
@@ -80,4 +89,33 @@ fn run(path: &std::path::Path) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `portcullis demo`: runs until SIGINT/SIGTERM, then exits 0.
+fn demo(opts: portcullis::demo::DemoOptions) -> ExitCode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    portcullis::telemetry::init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("portcullis demo: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async {
+        match portcullis::demo::start(opts, portcullis::server::signal()).await {
+            Ok(demo) => {
+                println!("{}", demo.welcome());
+                demo.wait().await;
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("portcullis demo: {e}");
+                ExitCode::from(1)
+            }
+        }
+    })
 }

@@ -11,10 +11,12 @@
 //!   (oauth2-proxy compatible); the session cookie is `SameSite=Lax` by default, so a
 //!   cross-site `<img>` cannot carry it and cannot sign anyone out.
 //! - `/oauth2/userinfo` — the session's identity as JSON, never tokens.
+//! - `/oauth2/auth` — forward-auth for a front proxy ([`crate::auth::forward_auth`]).
 //! - `/healthz`, `/readyz`.
 //!
 //! Every other path under `/oauth2/` is reserved and answers 404.
 
+use std::net::IpAddr;
 use std::time::SystemTime;
 
 use http::header::SET_COOKIE;
@@ -59,6 +61,7 @@ impl App {
         &self,
         req: &Request<Incoming>,
         path: &str,
+        peer: IpAddr,
         rid: &str,
         client: Client,
         log: &mut AccessLog,
@@ -74,6 +77,7 @@ impl App {
             p if p == self.cfg.oidc.callback_path => self.callback(req, rid, client, log).await,
             "/oauth2/sign_out" => self.sign_out(req, rid, client, log).await,
             "/oauth2/userinfo" => self.userinfo(req, log).await,
+            "/oauth2/auth" => self.forward_auth(req, peer, rid, client, log).await,
             p if p.starts_with("/oauth2/") || p == "/oauth2" => self.page(
                 StatusCode::NOT_FOUND,
                 "not_found",

@@ -28,7 +28,7 @@ input[type=text]:focus{outline:2px solid #3b6ef5;border-color:transparent}
 button{margin-top:1.5rem;width:100%;padding:.7rem;border:0;border-radius:8px;background:#2f5be0;color:#fff;font:inherit;font-weight:600;cursor:pointer}
 button:hover{background:#244bc4}
 .error{background:#fdecec;color:#8a1c1c;border-radius:8px;padding:.6rem .75rem;font-size:.9rem;margin-bottom:.5rem}
-.meta{margin-top:1.25rem;font-size:.78rem;color:#7a8394;word-break:break-all}
+.meta{margin-top:1.25rem;font-size:.78rem;color:#7a8394;overflow-wrap:anywhere}
 code{font-family:ui-monospace,SFMono-Regular,Menlo,monospace}
 ";
 

@@ -19,6 +19,7 @@
 
 use std::net::IpAddr;
 
+use super::hop::trim_ows;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::http::identity_headers::normalise_name;
@@ -163,17 +164,6 @@ fn set(headers: &mut HeaderMap, name: HeaderName, value: Option<HeaderValue>) {
             headers.remove(name);
         }
     }
-}
-
-/// Trims optional whitespace (SP / HTAB, RFC 9110 §5.6.3) from both ends.
-fn trim_ows(mut s: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = s {
-        s = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = s {
-        s = rest;
-    }
-    s
 }
 
 #[cfg(test)]

@@ -121,7 +121,7 @@ fn remove_all(headers: &mut HeaderMap, named: &[HeaderName]) {
 }
 
 /// Trims optional whitespace (SP / HTAB, RFC 9110 §5.6.3) from both ends.
-fn trim_ows(mut s: &[u8]) -> &[u8] {
+pub(crate) fn trim_ows(mut s: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = s {
         s = rest;
     }

@@ -9,11 +9,13 @@
 //! becomes a blind tunnel (SECURITY HTTP-08).
 
 pub mod client;
+pub mod upgrade;
 
 use std::time::Duration;
 
-use http::header::{HOST, SET_COOKIE};
+use http::header::{CONNECTION, HOST, SET_COOKIE, UPGRADE};
 use http::{HeaderValue, Request, Response, StatusCode, Uri};
+use hyper::upgrade::OnUpgrade;
 
 use crate::config::Upstream;
 use crate::http::body::{Body, stream};
@@ -78,15 +80,27 @@ fn itoa_u16(n: u16) -> String {
     n.to_string()
 }
 
+/// The upstream's answer, and for a WebSocket upgrade the upstream side of the tunnel.
+pub struct Upstreamed {
+    pub response: Response<Body>,
+    pub upgraded: Option<OnUpgrade>,
+}
+
 /// Sends `req` (headers prepared, URI set by the caller) and cleans the response.
 /// `own_cookie`: predicate for the proxy's cookie names, stripped from upstream `Set-Cookie`.
+/// `websocket`: the request is a WebSocket upgrade; it goes over `h1_client` (HTTP/1.1 only)
+/// with `Connection: upgrade` + `Upgrade: websocket` re-added, and a `101` answer yields the
+/// upstream half of the tunnel.
+#[allow(clippy::too_many_arguments)]
 pub async fn send(
     client: &UpstreamClient,
+    h1_client: &UpstreamClient,
     mut req: Request<Body>,
     host: Option<HeaderValue>,
     timeout: Duration,
     own_cookie: impl Fn(&str) -> bool,
-) -> Result<Response<Body>, ProxyError> {
+    websocket: bool,
+) -> Result<Upstreamed, ProxyError> {
     match host {
         Some(h) => {
             req.headers_mut().insert(HOST, h);
@@ -96,18 +110,46 @@ pub async fn send(
         }
     }
     *req.version_mut() = http::Version::HTTP_11;
-    let resp = match tokio::time::timeout(timeout, client.request(req)).await {
+    req.extensions_mut().clear();
+    let client = if websocket {
+        let h = req.headers_mut();
+        h.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        h1_client
+    } else {
+        client
+    };
+    let mut resp = match tokio::time::timeout(timeout, client.request(req)).await {
         Err(_) => return Err(ProxyError::Timeout(timeout)),
         Ok(Err(e)) => return Err(ProxyError::Connect(e)),
         Ok(Ok(resp)) => resp,
     };
+    let mut upgraded = None;
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        return Err(ProxyError::UnexpectedUpgrade);
+        let accepted = resp
+            .headers()
+            .get(UPGRADE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+        if !websocket || !accepted {
+            return Err(ProxyError::UnexpectedUpgrade);
+        }
+        upgraded = Some(hyper::upgrade::on(&mut resp));
     }
     let (mut parts, body) = resp.into_parts();
     hop::strip_hop_by_hop_response(&mut parts.headers);
     strip_own_set_cookies(&mut parts.headers, own_cookie);
-    Ok(Response::from_parts(parts, stream(body)))
+    if upgraded.is_some() {
+        parts
+            .headers
+            .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        parts
+            .headers
+            .insert(UPGRADE, HeaderValue::from_static("websocket"));
+    }
+    Ok(Upstreamed {
+        response: Response::from_parts(parts, stream(body)),
+        upgraded,
+    })
 }
 
 /// Removes upstream `Set-Cookie` fields that would set one of the proxy's own cookies.

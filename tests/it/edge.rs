@@ -61,8 +61,12 @@ async fn readyz_is_503_until_discovery_loads() {
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"http://127.0.0.1\"\n[oidc]\nissuer = \"http://{dead}\"\nclient_id = \"c\"\nclient_secret = \"s\"\n[session]\ncookie_secret = \"{COOKIE_SECRET}\"\n[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:9\"\n"
+    let text = config(
+        &format!("http://{dead}"),
+        "http://127.0.0.1",
+        "",
+        "",
+        &route("/", "http://127.0.0.1:9", ""),
     );
     let cfg = portcullis::config::from_str(&text, "t.toml", &|_| None, std::path::Path::new("."))
         .unwrap();
@@ -100,9 +104,14 @@ async fn slow_headers_are_cut_off() {
     let up = Upstream::start().await;
     let issuer = idp.issuer();
     let upstream = up.url();
+    let routes = route("/", &upstream, "auth = \"public\"");
     let proxy = Proxy::start(move |_| {
-        format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"http://127.0.0.1\"\nheader_read_timeout = \"1s\"\n[oidc]\nissuer = \"{issuer}\"\nclient_id = \"portcullis\"\nclient_secret = \"{CLIENT_SECRET}\"\n[session]\ncookie_secret = \"{COOKIE_SECRET}\"\n[[route]]\npath = \"/\"\nupstream = \"{upstream}\"\nauth = \"public\"\n"
+        config(
+            &issuer,
+            "http://127.0.0.1",
+            "header_read_timeout = \"1s\"",
+            "",
+            &routes,
         )
     })
     .await;
@@ -145,10 +154,16 @@ fn sigterm_finishes_in_flight_requests_and_exits_0() {
     let cfg = dir.join("p.toml");
     std::fs::write(
         &cfg,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n[oidc]\nissuer = \"{}\"\nclient_id = \"portcullis\"\nclient_secret = \"{CLIENT_SECRET}\"\n[session]\ncookie_secret = \"{COOKIE_SECRET}\"\n[[route]]\npath = \"/\"\nupstream = \"{}\"\nauth = \"public\"\n",
-            idp.issuer(),
-            up.url()
+        config(
+            &idp.issuer(),
+            &format!("http://127.0.0.1:{port}"),
+            "",
+            "",
+            &route("/", &up.url(), "auth = \"public\""),
+        )
+        .replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{port}\""),
         ),
     )
     .unwrap();
@@ -173,7 +188,14 @@ fn sigterm_finishes_in_flight_requests_and_exits_0() {
             .as_bytes(),
     )
     .unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    // Wait until the request is really in flight (the upstream has it), then SIGTERM.
+    for _ in 0..200 {
+        if up.count() > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(up.count(), 1, "the request never reached the upstream");
     let kill = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -168,24 +168,14 @@ async fn forwarded_headers_depend_on_peer_trust() {
     // Trusted: 127.0.0.0/8 listed.
     let issuer = idp.issuer();
     let upstream = up.url();
+    let routes = route("/", &upstream, "auth = \"public\"");
     let proxy = Proxy::start(move |_| {
-        format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-public_url = "https://app.example.com"
-trusted_proxies = ["127.0.0.0/8"]
-[oidc]
-issuer = "{issuer}"
-client_id = "portcullis"
-client_secret = "{CLIENT_SECRET}"
-[session]
-cookie_secret = "{COOKIE_SECRET}"
-[[route]]
-path = "/"
-upstream = "{upstream}"
-auth = "public"
-"#
+        config(
+            &issuer,
+            "https://app.example.com",
+            "trusted_proxies = [\"127.0.0.0/8\"]",
+            "",
+            &routes,
         )
     })
     .await;

@@ -163,25 +163,9 @@ async fn host_prefixed_cookie_name_by_default() {
     let up = Upstream::start().await;
     let issuer = idp.issuer();
     let upstream = up.url();
-    let proxy = Proxy::start(move |_| {
-        format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-public_url = "https://app.example.com"
-[oidc]
-issuer = "{issuer}"
-client_id = "portcullis"
-client_secret = "{CLIENT_SECRET}"
-[session]
-cookie_secret = "{COOKIE_SECRET}"
-[[route]]
-path = "/"
-upstream = "{upstream}"
-"#
-        )
-    })
-    .await;
+    let routes = route("/", &upstream, "");
+    let proxy =
+        Proxy::start(move |_| config(&issuer, "https://app.example.com", "", "", &routes)).await;
     let b = Browser::new(proxy.addr);
     let r = b.login("https://app.example.com/").await;
     assert_eq!(r.status, StatusCode::OK);

@@ -5,9 +5,13 @@
 mod support;
 
 mod bearer;
+mod browser;
 mod config_check;
+mod demo;
+mod e2e;
 mod edge;
 mod explain;
+mod fwdauth;
 mod headers;
 mod idtoken;
 mod login;
@@ -19,3 +23,4 @@ mod redirects;
 mod sessions;
 mod tls_upstream;
 mod upstream;
+mod websocket;

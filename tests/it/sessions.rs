@@ -17,25 +17,14 @@ async fn start(
     let upstream = up.url();
     let session = session.to_string();
     let route = route.to_string();
+    let routes = crate::support::route("/", &upstream, &route);
     Proxy::start(move |_| {
-        format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-public_url = "https://app.example.com"
-[oidc]
-issuer = "{issuer}"
-client_id = "portcullis"
-client_secret = "{CLIENT_SECRET}"
-[session]
-cookie_name = "_portcullis"
-cookie_secret = "{COOKIE_SECRET}"
-{session}
-[[route]]
-path = "/"
-upstream = "{upstream}"
-{route}
-"#
+        config(
+            &issuer,
+            "https://app.example.com",
+            "",
+            &format!("cookie_name = \"_portcullis\"\n{session}"),
+            &routes,
         )
     })
     .await
@@ -52,19 +41,19 @@ async fn idle_timeout_ends_an_unused_session() {
     let idp = idp().await;
     idp.set_auto_login(Some(alice()));
     let up = Upstream::start().await;
-    let proxy = start(&idp, &up, "lifetime = \"1h\"\nidle_timeout = \"1s\"", "").await;
+    let proxy = start(&idp, &up, "lifetime = \"1h\"\nidle_timeout = \"2s\"", "").await;
     let b = Browser::new(proxy.addr);
     b.login("https://app.example.com/").await;
     let a = api(&b);
-    // Used within the idle window, it stays alive past the first second.
-    for _ in 0..3 {
+    // Used within the idle window, it stays alive past the idle timeout.
+    for _ in 0..5 {
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(
             a.get("https://app.example.com/x").await.status,
             StatusCode::OK
         );
     }
-    tokio::time::sleep(Duration::from_millis(1600)).await;
+    tokio::time::sleep(Duration::from_millis(3000)).await;
     let r = a.get("https://app.example.com/x").await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "idle session must end");
 }

@@ -561,3 +561,18 @@ pub fn raw_status(resp: &str) -> u16 {
 pub async fn raw_get(addr: SocketAddr, target: &str, host: &str, extra: &str) -> String {
     raw(addr, format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\n{extra}Connection: close\r\n\r\n").as_bytes()).await
 }
+
+// === Small configurations ===
+
+/// A configuration with the test client and cookie secret: `server` and `session` are extra
+/// lines for those tables, `routes` the `[[route]]` blocks (see [`route`]).
+pub fn config(issuer: &str, public_url: &str, server: &str, session: &str, routes: &str) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"{public_url}\"\n{server}\n[oidc]\nissuer = \"{issuer}\"\nclient_id = \"portcullis\"\nclient_secret = \"{CLIENT_SECRET}\"\n[session]\ncookie_secret = \"{COOKIE_SECRET}\"\n{session}\n{routes}"
+    )
+}
+
+/// One `[[route]]` block.
+pub fn route(path: &str, upstream: &str, extra: &str) -> String {
+    format!("[[route]]\npath = \"{path}\"\nupstream = \"{upstream}\"\n{extra}\n")
+}

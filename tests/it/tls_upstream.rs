@@ -150,24 +150,14 @@ async fn https_upstream_trusted_by_the_extra_ca_and_refused_otherwise() {
     idp.set_auto_login(Some(alice()));
     let issuer = idp.issuer();
     let ca_path = ca.display().to_string();
+    let routes = route("/", &format!("https://{upstream}"), "");
     let proxy = Proxy::start(move |_| {
-        format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-public_url = "https://app.example.com"
-upstream_ca_file = "{ca_path}"
-[oidc]
-issuer = "{issuer}"
-client_id = "portcullis"
-client_secret = "{CLIENT_SECRET}"
-[session]
-cookie_name = "_portcullis"
-cookie_secret = "{COOKIE_SECRET}"
-[[route]]
-path = "/"
-upstream = "https://{upstream}"
-"#
+        config(
+            &issuer,
+            "https://app.example.com",
+            &format!("upstream_ca_file = \"{ca_path}\""),
+            "cookie_name = \"_portcullis\"",
+            &routes,
         )
     })
     .await;
@@ -190,12 +180,9 @@ upstream = "https://{upstream}"
 
     // The same upstream without the CA: certificate not trusted → 502.
     let issuer = idp.issuer();
-    let proxy = Proxy::start(move |_| {
-        format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://app.example.com\"\n[oidc]\nissuer = \"{issuer}\"\nclient_id = \"portcullis\"\nclient_secret = \"{CLIENT_SECRET}\"\n[session]\ncookie_secret = \"{COOKIE_SECRET}\"\n[[route]]\npath = \"/\"\nupstream = \"https://{upstream}\"\nauth = \"public\"\n"
-        )
-    })
-    .await;
+    let routes = route("/", &format!("https://{upstream}"), "auth = \"public\"");
+    let proxy =
+        Proxy::start(move |_| config(&issuer, "https://app.example.com", "", "", &routes)).await;
     let r = raw_get(proxy.addr, "/x", "app.example.com", "").await;
     assert_eq!(raw_status(&r), 502, "{r}");
     let _ = std::fs::remove_dir_all(&dir);

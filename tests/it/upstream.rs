@@ -17,28 +17,15 @@ async fn upstream_down_is_502_and_slow_is_504() {
     };
     let issuer = idp.issuer();
     let live = up.url();
+    let routes = route("/dead/", &format!("http://{dead}"), "auth = \"public\"")
+        + &route("/", &live, "auth = \"public\"");
     let proxy = Proxy::start(move |_| {
-        format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-public_url = "http://app.example.com"
-request_timeout = "500ms"
-[oidc]
-issuer = "{issuer}"
-client_id = "portcullis"
-client_secret = "{CLIENT_SECRET}"
-[session]
-cookie_secret = "{COOKIE_SECRET}"
-[[route]]
-path = "/dead/"
-upstream = "http://{dead}"
-auth = "public"
-[[route]]
-path = "/"
-upstream = "{live}"
-auth = "public"
-"#
+        config(
+            &issuer,
+            "http://app.example.com",
+            "request_timeout = \"500ms\"",
+            "",
+            &routes,
         )
     })
     .await;

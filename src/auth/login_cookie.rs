@@ -301,8 +301,10 @@ impl LoginCookies {
                 (issued_at, name)
             })
             .collect();
-        // `None` (unreadable) sorts before every `Some`.
-        aged.sort();
+        // `None` (unreadable) sorts before every `Some`. Logins begun in the same second
+        // keep the request's order, which browsers send oldest first (RFC 6265 §5.4): a
+        // stable sort on the time alone, never a tie broken by the (random) name.
+        aged.sort_by_key(|(issued_at, _)| *issued_at);
         let excess = aged.len() - keep;
         aged.into_iter()
             .take(excess)
@@ -493,6 +495,24 @@ mod tests {
         with_others.push(("theme".into(), "dark".into()));
         with_others.push(("_portcullis".into(), "x".into()));
         assert_eq!(c.begin(&login(6), &request(&with_others)).len(), 2);
+    }
+
+    #[test]
+    fn same_second_logins_are_evicted_in_request_order() {
+        // Eight tabs within one second: the browser sends them oldest first; the newest four
+        // (plus the one being begun) survive, whatever their (random) names sort like.
+        let c = cookies();
+        let same = |n: u64| LoginState {
+            issued_at: NOW,
+            ..login(n)
+        };
+        let jar: Vec<(String, String)> = (1..=8)
+            .map(|n| pair_of(&c.begin(&same(n), &HeaderMap::new())[0]))
+            .collect();
+        let sets = c.begin(&same(9), &request(&jar));
+        let removed: Vec<String> = sets[1..].iter().map(|s| pair_of(s).0).collect();
+        let expected: Vec<String> = jar[..4].iter().map(|(n, _)| n.clone()).collect();
+        assert_eq!(removed, expected);
     }
 
     #[test]

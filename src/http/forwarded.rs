@@ -36,8 +36,18 @@ pub const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-
 pub const X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
 
 /// Normalised names (besides `x-forwarded-*`) that only a trusted proxy may set.
-const OTHER_FORWARDING_NAMES: [&str; 4] =
-    ["forwarded", "x-real-ip", "x-original-url", "x-original-uri"];
+/// `x-rewrite-url` is the IIS/Symfony twin of `x-original-url` (both rewrite the route an
+/// upstream framework dispatches on); `x-client-ip` and `true-client-ip` carry a client
+/// address that upstream IP allow-lists read (SECURITY HDR-07).
+const OTHER_FORWARDING_NAMES: [&str; 7] = [
+    "forwarded",
+    "x-real-ip",
+    "x-original-url",
+    "x-original-uri",
+    "x-rewrite-url",
+    "x-client-ip",
+    "true-client-ip",
+];
 
 /// Whether the connection's peer is in `trusted_proxies`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,6 +178,33 @@ fn set(headers: &mut HeaderMap, name: HeaderName, value: Option<HeaderValue>) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn route_rewriting_and_client_ip_fields_are_forwarding_fields() {
+        for name in [
+            "X-Rewrite-URL",
+            "x_rewrite_url",
+            "X-Client-IP",
+            "True-Client-IP",
+        ] {
+            let mut h = http::HeaderMap::new();
+            h.insert(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                http::HeaderValue::from_static("/admin"),
+            );
+            super::apply(
+                &mut h,
+                "127.0.0.1".parse().unwrap(),
+                super::PeerTrust::Untrusted,
+                "https",
+                "app.example.com",
+            );
+            assert!(
+                h.keys().all(|k| k.as_str().starts_with("x-forwarded-")),
+                "{name} survived: {h:?}"
+            );
+        }
+    }
+
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     use super::*;

@@ -78,7 +78,14 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
 ///
 /// There is no upgrade detection here; for a `101` to a WebSocket request the
 /// caller re-adds `Connection: upgrade` and `Upgrade: websocket` itself.
+///
+/// A response framed by both `Transfer-Encoding` and `Content-Length` was decoded by its
+/// transfer coding (RFC 9112 §6.3 item 3); its `Content-Length` is wrong and is removed
+/// before forwarding, as that section requires of a proxy (SECURITY UP-06).
 pub fn strip_hop_by_hop_response(headers: &mut HeaderMap) {
+    if headers.contains_key(http::header::TRANSFER_ENCODING) {
+        headers.remove(http::header::CONTENT_LENGTH);
+    }
     let named = connection_options(headers);
     remove_all(headers, &named);
 }
@@ -133,6 +140,32 @@ pub(crate) fn trim_ows(mut s: &[u8]) -> &[u8] {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn response_with_te_and_cl_loses_its_content_length() {
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            http::header::CONTENT_LENGTH,
+            http::HeaderValue::from_static("10"),
+        );
+        h.insert(
+            http::header::TRANSFER_ENCODING,
+            http::HeaderValue::from_static("chunked"),
+        );
+        h.insert("x-app", http::HeaderValue::from_static("1"));
+        super::strip_hop_by_hop_response(&mut h);
+        assert!(h.get(http::header::CONTENT_LENGTH).is_none());
+        assert!(h.get(http::header::TRANSFER_ENCODING).is_none());
+        assert!(h.get("x-app").is_some());
+        // Content-Length alone is end-to-end and kept.
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            http::header::CONTENT_LENGTH,
+            http::HeaderValue::from_static("2"),
+        );
+        super::strip_hop_by_hop_response(&mut h);
+        assert!(h.get(http::header::CONTENT_LENGTH).is_some());
+    }
+
     use super::*;
 
     fn map(fields: &[(&str, &str)]) -> HeaderMap {

@@ -89,9 +89,20 @@ pub fn redirect(location: HeaderValue) -> Response<Body> {
     resp
 }
 
+/// `value` serialised with `<`, `>` and `&` escaped as `\u003c`, `\u003e`, `\u0026`: the
+/// same JSON, but claim values like `<script>` cannot turn into markup should a client ever
+/// sniff or embed it (SECURITY SES-10; those characters only occur inside JSON strings).
+pub fn html_safe_json(value: &serde_json::Value) -> String {
+    value
+        .to_string()
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+}
+
 /// A JSON 200 with the no-store/nosniff headers.
 pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
-    let mut resp = Response::new(full(value.to_string()));
+    let mut resp = Response::new(full(html_safe_json(value)));
     *resp.status_mut() = status;
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -140,6 +151,18 @@ pub fn escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_escapes_markup_and_stays_equal() {
+        let v = serde_json::json!({"name": "<script>a&b</script>", "n": 1});
+        let text = html_safe_json(&v);
+        assert!(
+            !text.contains('<') && !text.contains('>') && !text.contains('&'),
+            "{text}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, v);
+    }
 
     #[test]
     fn escapes_markup_and_quotes() {

@@ -24,3 +24,16 @@ mod sessions;
 mod tls_upstream;
 mod upstream;
 mod websocket;
+
+// SECURITY.md catalogue (tests/SECURITY-COVERAGE.md maps every case to its tests).
+mod security_cb;
+mod security_dos;
+mod security_hdr;
+mod security_http;
+mod security_idp;
+mod security_idt;
+mod security_path;
+mod security_rd;
+mod security_secrets;
+mod security_ses;
+mod security_support;

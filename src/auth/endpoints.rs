@@ -24,7 +24,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::app::{AccessLog, App, encode_query_value, unix_now};
-use crate::auth::login_cookie::LoginCookieError;
+use crate::auth::login_cookie::{LoginCookieError, Taken};
 use crate::http::body::Body;
 use crate::http::pages::{self, Client, Page};
 use crate::session::{Session, SessionId};
@@ -208,14 +208,16 @@ impl App {
                         "The login response does not belong to this browser.",
                     ),
                 };
-                let mut resp = fail(StatusCode::BAD_REQUEST, reason, message, Some("/"));
-                resp.headers_mut()
-                    .append(SET_COOKIE, self.login_cookies.clear(state));
-                return resp;
+                // No cookie is cleared: none is known to belong to this state (the others
+                // may be logins in progress in other tabs; they expire on their own).
+                return fail(StatusCode::BAD_REQUEST, reason, message, Some("/"));
             }
         };
         // From here on the state is consumed: every answer clears its login cookie.
-        let clear_login = self.login_cookies.clear(state);
+        let Taken {
+            login,
+            removal: clear_login,
+        } = login;
         let rd = self
             .redirects
             .validate(&login.rd)

@@ -4,13 +4,16 @@
 //! browser that started it (RFC 6749 §10.12, RFC 9700 §4.7: CSRF protection of the redirect
 //! URI).
 //!
-//! - **One cookie per login** (SECURITY CB-05), named `<prefix>_<tag>` where the tag is the
-//!   first 16 characters of base64url(SHA-256(state)). The AEAD associated data is the cookie
-//!   name, so a value only opens under the name derived from its own state: swapping the
-//!   values of two logins fails authentication (CB-13).
-//! - **At most [`MAX_LOGIN_COOKIES`] per browser**: [`LoginCookies::begin`] also returns the
-//!   removals of the oldest ones (unreadable ones first), so a flood of tabs cannot grow the
-//!   `Cookie` header without bound (DOS-03).
+//! - **One cookie per login, in a fixed set of [`MAX_LOGIN_COOKIES`] slots** named
+//!   `<prefix>_0` … `<prefix>_4` (SECURITY CB-05, DOS-03). A new login takes a slot this
+//!   browser does not use yet, else the one holding the oldest login (unreadable ones first).
+//!   Because the names are fixed, even hundreds of *simultaneous* navigations — which all see
+//!   the same `Cookie` header — overwrite the same slot instead of piling up cookies until
+//!   every request is a 431; at worst those parallel logins but the last fail cleanly with
+//!   `state_mismatch`. Any other cookie under the prefix (a stale or forged name) is removed.
+//! - **Bound to its state**: the callback opens the slots and takes the one whose sealed
+//!   `state` equals the `state` parameter (constant-time). The AEAD associated data is the
+//!   slot's name, so moving a value to another slot fails authentication (CB-13).
 //! - **Confidential and authenticated** (CB-13): AES-256-GCM via the `cookie` crate's private
 //!   jar, with keys derived from the `cookie_secret`s under their own label, so a session
 //!   cookie value can never be opened as a login cookie or the other way round. The first
@@ -22,14 +25,10 @@
 //!   and always `SameSite=Lax` (RFC 6265bis §4.1.2.7: a `Strict` cookie would not come back
 //!   with the IdP's cross-site redirect to the callback).
 
-use std::collections::HashSet;
 use std::fmt;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cookie::Cookie;
 use http::{HeaderMap, HeaderValue};
-use ring::digest;
 use subtle::ConstantTimeEq;
 
 use crate::config::CookieSecret;
@@ -42,7 +41,8 @@ pub const FUTURE_SKEW: u64 = 60;
 /// Login cookies kept per browser; beginning another drops the oldest.
 pub const MAX_LOGIN_COOKIES: usize = 5;
 /// Length of the state-derived tag in a login cookie's name.
-const TAG_LEN: usize = 16;
+/// At most this many stray `<prefix>_*` cookies are removed per response.
+const MAX_STRAY_REMOVALS: usize = 8;
 /// Longest `Set-Cookie` value any browser must accept (RFC 6265bis §6.1, 4096 bytes).
 const MAX_SET_COOKIE: usize = 4096;
 /// Longest login cookie value considered at all: nothing we seal is larger.
@@ -151,12 +151,13 @@ impl LoginCookies {
         &self.prefix
     }
 
-    /// `Set-Cookie` values for a new login: first the cookie carrying `state`, then the
-    /// removals that keep this browser (as seen in `request_headers`) at
-    /// [`MAX_LOGIN_COOKIES`]. Should `rd` make the cookie longer than 4096 bytes, it is
-    /// replaced by `/` (the SPEC's fallback for an unusable `rd`).
+    /// `Set-Cookie` values for a new login: first the cookie carrying `state` (in a free
+    /// slot, else the oldest login's), then removals of stray cookies under the prefix.
+    /// Should `rd` make the cookie longer than 4096 bytes, it is replaced by `/` (the SPEC's
+    /// fallback for an unusable `rd`).
     pub fn begin(&self, state: &LoginState, request_headers: &HeaderMap) -> Vec<HeaderValue> {
-        let name = self.name_for(&state.state);
+        let (slot, stray) = self.choose_slot(request_headers);
+        let name = self.slot_name(slot);
         let mut set = self.sealed_cookie(&name, state);
         if set.len() > MAX_SET_COOKIE {
             tracing::warn!(
@@ -173,32 +174,29 @@ impl LoginCookies {
             );
         }
         let mut out = vec![set];
-        out.extend(
-            self.evictions(&name, request_headers)
-                .into_iter()
-                .map(|n| self.removal_for(n)),
-        );
+        out.extend(stray.into_iter().map(|n| self.removal_for(n)));
         out
     }
 
-    /// The login for the callback's `state` parameter, from this browser's login cookie for
-    /// it, checked against `now_unix`. The caller clears the cookie ([`clear`](Self::clear))
-    /// whatever the outcome.
+    /// The login for the callback's `state` parameter, from this browser's login cookies,
+    /// checked against `now_unix`, with the removal of the cookie that held it.
     pub fn take(
         &self,
         state_param: &str,
         request_headers: &HeaderMap,
         now_unix: u64,
-    ) -> Result<LoginState, LoginCookieError> {
+    ) -> Result<Taken, LoginCookieError> {
         if state_param.is_empty() || state_param.len() > MAX_STATE_PARAM {
             return Err(LoginCookieError::Missing);
         }
-        let name = self.name_for(state_param);
         let mut found = false;
         let mut result = Err(LoginCookieError::Invalid);
-        // Normally one; a stale duplicate (another path) must not hide a good one.
-        for pair in cookie_pairs(request_headers).filter(|p| p.name == name.as_bytes()) {
+        for pair in cookie_pairs(request_headers) {
+            let Some(slot) = self.slot_of(pair.name) else {
+                continue;
+            };
             found = true;
+            let name = self.slot_name(slot);
             let Some(login) = self.open(&name, pair.value) else {
                 continue;
             };
@@ -212,7 +210,10 @@ impl LoginCookies {
                 result = Err(LoginCookieError::Expired);
                 continue;
             }
-            return Ok(login);
+            return Ok(Taken {
+                login,
+                removal: self.removal_for(name),
+            });
         }
         if found {
             result
@@ -221,18 +222,24 @@ impl LoginCookies {
         }
     }
 
-    /// `Set-Cookie` value removing the login cookie that belongs to `state_param`.
-    pub fn clear(&self, state_param: &str) -> HeaderValue {
-        self.removal_for(self.name_for(state_param))
-    }
-
     // === helpers ===
 
-    /// `<prefix>_<first 16 chars of base64url(SHA-256(state))>`.
-    fn name_for(&self, state: &str) -> String {
-        let digest = digest::digest(&digest::SHA256, state.as_bytes());
-        let tag = URL_SAFE_NO_PAD.encode(digest.as_ref());
-        format!("{}_{}", self.prefix, &tag[..TAG_LEN])
+    /// `<prefix>_<slot>`.
+    fn slot_name(&self, slot: usize) -> String {
+        format!("{}_{slot}", self.prefix)
+    }
+
+    /// The slot a cookie name addresses, if it is one of ours.
+    fn slot_of(&self, name: &[u8]) -> Option<usize> {
+        let rest = name
+            .strip_prefix(self.prefix.as_bytes())?
+            .strip_prefix(b"_")?;
+        match rest {
+            [d] if (b'0'..b'0' + MAX_LOGIN_COOKIES as u8).contains(d) => {
+                Some(usize::from(d - b'0'))
+            }
+            _ => None,
+        }
     }
 
     fn sealed_cookie(&self, name: &str, state: &LoginState) -> HeaderValue {
@@ -272,49 +279,57 @@ impl LoginCookies {
         })
     }
 
-    /// Names of the existing login cookies to remove so that, with the new one called
-    /// `new_name`, at most [`MAX_LOGIN_COOKIES`] remain: unreadable ones first, then the
-    /// oldest by sealed `issued_at`. Nothing is decrypted while under the limit.
-    fn evictions(&self, new_name: &str, request_headers: &HeaderMap) -> Vec<String> {
+    /// The slot for a new login — the first one this browser does not use, else the one
+    /// holding the oldest login (unreadable ones first; equal times in request order, which
+    /// browsers send oldest first, RFC 6265 §5.4) — and the stray `<prefix>_*` names to remove.
+    /// Nothing is decrypted while a slot is free.
+    fn choose_slot(&self, request_headers: &HeaderMap) -> (usize, Vec<String>) {
         let own = format!("{}_", self.prefix);
-        let mut seen = HashSet::new();
-        let mut existing: Vec<(&[u8], &[u8])> = Vec::new();
+        let mut used: Vec<Option<&[u8]>> = vec![None; MAX_LOGIN_COOKIES];
+        let mut order = Vec::with_capacity(MAX_LOGIN_COOKIES);
+        let mut stray = Vec::new();
         for pair in cookie_pairs(request_headers) {
-            // A name we could not address in a Set-Cookie is not one of ours anyway.
-            if pair.name.starts_with(own.as_bytes())
-                && pair.name.iter().all(u8::is_ascii_graphic)
-                && pair.name != new_name.as_bytes()
-                && seen.insert(pair.name)
-            {
-                existing.push((pair.name, pair.value));
+            match self.slot_of(pair.name) {
+                Some(slot) if used[slot].is_none() => {
+                    used[slot] = Some(pair.value);
+                    order.push(slot);
+                }
+                Some(_) => {}
+                // A name we could not address in a Set-Cookie is not one of ours anyway.
+                None if pair.name.starts_with(own.as_bytes())
+                    && pair.name.iter().all(u8::is_ascii_graphic)
+                    && stray.len() < MAX_STRAY_REMOVALS =>
+                {
+                    stray.push(String::from_utf8_lossy(pair.name).into_owned());
+                }
+                None => {}
             }
         }
-        let keep = MAX_LOGIN_COOKIES - 1;
-        if existing.len() <= keep {
-            return Vec::new();
+        if let Some(free) = used.iter().position(Option::is_none) {
+            return (free, stray);
         }
-        let mut aged: Vec<(Option<u64>, String)> = existing
-            .into_iter()
-            .map(|(name, value)| {
-                let name = String::from_utf8_lossy(name).into_owned();
-                let issued_at = self.open(&name, value).map(|l| l.issued_at);
-                (issued_at, name)
+        let oldest = order
+            .iter()
+            .min_by_key(|&&slot| {
+                let value = used[slot].unwrap_or_default();
+                self.open(&self.slot_name(slot), value).map(|l| l.issued_at)
             })
-            .collect();
-        // `None` (unreadable) sorts before every `Some`. Logins begun in the same second
-        // keep the request's order, which browsers send oldest first (RFC 6265 §5.4): a
-        // stable sort on the time alone, never a tie broken by the (random) name.
-        aged.sort_by_key(|(issued_at, _)| *issued_at);
-        let excess = aged.len() - keep;
-        aged.into_iter()
-            .take(excess)
-            .map(|(_, name)| name)
-            .collect()
+            .copied()
+            .unwrap_or(0);
+        (oldest, stray)
     }
+}
+
+/// A login taken by the callback, and the `Set-Cookie` removing its cookie.
+#[derive(Debug)]
+pub struct Taken {
+    pub login: LoginState,
+    pub removal: HeaderValue,
 }
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
     use base64::engine::general_purpose::STANDARD;
     use http::header::COOKIE;
 
@@ -370,8 +385,18 @@ mod tests {
         let sets = c.begin(&l, &HeaderMap::new());
         assert_eq!(sets.len(), 1);
         let pair = pair_of(&sets[0]);
-        assert!(pair.0.starts_with("__Host-") || pair.0.starts_with("_portcullis_login_"));
-        assert_eq!(c.take(&l.state, &request(&[pair]), NOW + 10), Ok(l));
+        assert_eq!(pair.0, "_portcullis_login_0");
+        let taken = c
+            .take(&l.state, &request(&[pair]), NOW + 10)
+            .expect("taken");
+        assert_eq!(taken.login, l);
+        assert!(
+            taken
+                .removal
+                .to_str()
+                .unwrap()
+                .starts_with("_portcullis_login_0=; ")
+        );
     }
 
     #[test]
@@ -385,10 +410,17 @@ mod tests {
             let flipped = STANDARD.encode(&raw);
             raw[i] ^= 0x01;
             let got = c.take(&l.state, &request(&[(name.clone(), flipped)]), NOW);
-            assert_eq!(got, Err(LoginCookieError::Invalid), "byte {i}");
+            assert_eq!(
+                got.map(|t| t.login),
+                Err(LoginCookieError::Invalid),
+                "byte {i}"
+            );
         }
         let got = c.take(&l.state, &request(&[(name, "garbage%%".into())]), NOW);
-        assert_eq!(got.map_err(|e| e.reason()), Err("state_mismatch"));
+        assert_eq!(
+            got.map(|t| t.login).map_err(|e| e.reason()),
+            Err("state_mismatch")
+        );
     }
 
     #[test]
@@ -396,21 +428,22 @@ mod tests {
         let c = cookies();
         let (l1, l2) = (login(1), login(2));
         let (n1, v1) = pair_of(&c.begin(&l1, &HeaderMap::new())[0]);
-        let (n2, v2) = pair_of(&c.begin(&l2, &HeaderMap::new())[0]);
-        assert_ne!(n1, n2);
+        let (n2, v2) = pair_of(&c.begin(&l2, &request(&[(n1.clone(), v1.clone())]))[0]);
+        assert_eq!(
+            (n1.as_str(), n2.as_str()),
+            ("_portcullis_login_0", "_portcullis_login_1")
+        );
         let swapped = request(&[(n1.clone(), v2.clone()), (n2.clone(), v1.clone())]);
-        assert_eq!(
-            c.take(&l1.state, &swapped, NOW),
-            Err(LoginCookieError::Invalid)
-        );
-        assert_eq!(
-            c.take(&l2.state, &swapped, NOW),
-            Err(LoginCookieError::Invalid)
-        );
+        for l in [&l1, &l2] {
+            assert_eq!(
+                c.take(&l.state, &swapped, NOW).map(|t| t.login),
+                Err(LoginCookieError::Invalid)
+            );
+        }
         // Both present with their own values: each callback gets its own login.
         let both = request(&[(n1, v1), (n2, v2)]);
-        assert_eq!(c.take(&l1.state, &both, NOW).map(|l| l.rd), Ok(l1.rd));
-        assert_eq!(c.take(&l2.state, &both, NOW).map(|l| l.rd), Ok(l2.rd));
+        assert_eq!(c.take(&l1.state, &both, NOW).map(|t| t.login.rd), Ok(l1.rd));
+        assert_eq!(c.take(&l2.state, &both, NOW).map(|t| t.login.rd), Ok(l2.rd));
     }
 
     #[test]
@@ -419,15 +452,22 @@ mod tests {
         let l = login(1);
         let jar = request(&[pair_of(&c.begin(&l, &HeaderMap::new())[0])]);
         let long_state = "s".repeat(8192);
-        for state in ["", "other-state", "..%2F..%2Fetc", long_state.as_str()] {
+        for state in ["", long_state.as_str()] {
             assert_eq!(
-                c.take(state, &jar, NOW),
+                c.take(state, &jar, NOW).map(|t| t.login),
                 Err(LoginCookieError::Missing),
                 "{state:.20}"
             );
         }
+        for state in ["other-state", "..%2F..%2Fetc"] {
+            assert_eq!(
+                c.take(state, &jar, NOW).map(|t| t.login),
+                Err(LoginCookieError::Invalid),
+                "{state}"
+            );
+        }
         assert_eq!(
-            c.take(&l.state, &HeaderMap::new(), NOW),
+            c.take(&l.state, &HeaderMap::new(), NOW).map(|t| t.login),
             Err(LoginCookieError::Missing)
         );
     }
@@ -460,59 +500,72 @@ mod tests {
     }
 
     #[test]
-    fn a_sixth_login_drops_the_oldest() {
+    fn a_sixth_login_replaces_the_oldest() {
         let c = cookies();
-        // Five logins in progress, begun out of order.
-        let order = [3, 1, 5, 2, 4];
-        let jar: Vec<(String, String)> = order
-            .iter()
-            .map(|&n| pair_of(&c.begin(&login(n), &HeaderMap::new())[0]))
-            .collect();
-        let sets = c.begin(&login(6), &request(&jar));
-        assert_eq!(sets.len(), 2);
-        let oldest = pair_of(&c.begin(&login(1), &HeaderMap::new())[0]).0;
-        let removed = sets[1].to_str().expect("ascii");
-        assert!(removed.starts_with(&format!("{oldest}=; ")), "{removed}");
-        assert!(removed.contains("Max-Age=0"));
-
-        // Under the limit nothing is removed.
-        assert_eq!(c.begin(&login(6), &request(&jar[..4])).len(), 1);
-
-        // Eight present: four go, unreadable ones first, then the oldest.
-        let mut big = jar.clone();
-        big.push((format!("{}_garbage", c.prefix()), "xyz".into()));
-        big.push(pair_of(&c.begin(&login(7), &HeaderMap::new())[0]));
-        big.push(pair_of(&c.begin(&login(8), &HeaderMap::new())[0]));
-        let sets = c.begin(&login(9), &request(&big));
-        let removed: Vec<String> = sets[1..].iter().map(|s| pair_of(s).0).collect();
-        let name = |n| pair_of(&c.begin(&login(n), &HeaderMap::new())[0]).0;
+        // Five logins in progress, begun one after another but with out-of-order times.
+        let mut jar: Vec<(String, String)> = Vec::new();
+        for n in [3, 1, 5, 2, 4] {
+            let set = c.begin(&login(n), &request(&jar));
+            assert_eq!(set.len(), 1);
+            jar.push(pair_of(&set[0]));
+        }
+        let names: Vec<&str> = jar.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
-            removed,
-            vec![format!("{}_garbage", c.prefix()), name(1), name(2), name(3)]
+            names,
+            [
+                "_portcullis_login_0",
+                "_portcullis_login_1",
+                "_portcullis_login_2",
+                "_portcullis_login_3",
+                "_portcullis_login_4"
+            ]
         );
-        // Other cookies are never touched.
-        let mut with_others = jar;
-        with_others.push(("theme".into(), "dark".into()));
-        with_others.push(("_portcullis".into(), "x".into()));
-        assert_eq!(c.begin(&login(6), &request(&with_others)).len(), 2);
+        // Full: the sixth takes the slot of login 1 (the oldest), which then no longer opens.
+        let sets = c.begin(&login(6), &request(&jar));
+        assert_eq!(sets.len(), 1);
+        assert_eq!(pair_of(&sets[0]).0, "_portcullis_login_1");
+        // Under the limit the first free slot is used.
+        assert_eq!(
+            pair_of(&c.begin(&login(6), &request(&jar[..4]))[0]).0,
+            "_portcullis_login_4"
+        );
+        // Unreadable slots go first; stray names under the prefix are removed.
+        let mut odd = jar.clone();
+        odd[3].1 = "xyz".into();
+        odd.push((format!("{}_garbage", c.prefix()), "xyz".into()));
+        odd.push(("theme".into(), "dark".into()));
+        odd.push(("_portcullis".into(), "x".into()));
+        let sets = c.begin(&login(9), &request(&odd));
+        assert_eq!(pair_of(&sets[0]).0, "_portcullis_login_3");
+        let removed: Vec<String> = sets[1..].iter().map(|s| pair_of(s).0).collect();
+        assert_eq!(removed, vec![format!("{}_garbage", c.prefix())]);
     }
 
     #[test]
-    fn same_second_logins_are_evicted_in_request_order() {
-        // Eight tabs within one second: the browser sends them oldest first; the newest four
-        // (plus the one being begun) survive, whatever their (random) names sort like.
+    fn same_second_logins_replace_in_request_order() {
         let c = cookies();
         let same = |n: u64| LoginState {
             issued_at: NOW,
             ..login(n)
         };
-        let jar: Vec<(String, String)> = (1..=8)
-            .map(|n| pair_of(&c.begin(&same(n), &HeaderMap::new())[0]))
+        let mut jar: Vec<(String, String)> = Vec::new();
+        for n in 1..=5 {
+            jar.push(pair_of(&c.begin(&same(n), &request(&jar))[0]));
+        }
+        // The browser sends the oldest first: that one is replaced.
+        jar.rotate_left(2);
+        assert_eq!(pair_of(&c.begin(&same(6), &request(&jar))[0]).0, jar[0].0);
+    }
+
+    #[test]
+    fn simultaneous_navigations_share_one_slot() {
+        // Hundreds of tabs opened at once all see the same (empty) Cookie header: they write
+        // the same slot, so the browser keeps one login cookie, not hundreds (DOS-03).
+        let c = cookies();
+        let names: std::collections::HashSet<String> = (0..200)
+            .map(|n| pair_of(&c.begin(&login(n), &HeaderMap::new())[0]).0)
             .collect();
-        let sets = c.begin(&same(9), &request(&jar));
-        let removed: Vec<String> = sets[1..].iter().map(|s| pair_of(s).0).collect();
-        let expected: Vec<String> = jar[..4].iter().map(|(n, _)| n.clone()).collect();
-        assert_eq!(removed, expected);
+        assert_eq!(names.len(), 1);
     }
 
     #[test]
@@ -544,7 +597,9 @@ mod tests {
         assert_eq!(session.open(&as_session), Err(NoSession::Invalid));
         let as_login = request(&[(login_name.clone(), session_value)]);
         assert_eq!(
-            login_cookies.take(&l.state, &as_login, NOW),
+            login_cookies
+                .take(&l.state, &as_login, NOW)
+                .map(|t| t.login),
             Err(LoginCookieError::Invalid)
         );
 
@@ -587,8 +642,6 @@ mod tests {
     #[test]
     fn attributes_and_names() {
         let l = login(1);
-        let tag = &URL_SAFE_NO_PAD
-            .encode(digest::digest(&digest::SHA256, l.state.as_bytes()).as_ref())[..16];
         let cases = [
             (
                 "_portcullis",
@@ -628,10 +681,17 @@ mod tests {
             let set = c.begin(&l, &HeaderMap::new()).remove(0);
             let s = set.to_str().expect("ascii");
             let (name, value) = pair_of(&set);
-            assert_eq!(name, format!("{prefix}_{tag}"));
+            assert_eq!(name, format!("{prefix}_0"));
             assert_eq!(&s[name.len() + 1 + value.len()..], attrs, "{s}");
             assert!(set.is_sensitive());
-            let clear = c.clear(&l.state);
+            let clear = c
+                .take(
+                    &l.state,
+                    &request(&[(name.clone(), value.clone())]),
+                    l.issued_at,
+                )
+                .expect("taken")
+                .removal;
             let want = attrs.replace(
                 "Max-Age=600",
                 "Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
@@ -650,7 +710,10 @@ mod tests {
         let set = c.begin(&plain, &HeaderMap::new()).remove(0);
         assert!(set.len() <= MAX_SET_COOKIE, "{}", set.len());
         let jar = request(&[pair_of(&set)]);
-        assert_eq!(c.take(&plain.state, &jar, NOW).map(|l| l.rd), Ok(plain.rd));
+        assert_eq!(
+            c.take(&plain.state, &jar, NOW).map(|t| t.login.rd),
+            Ok(plain.rd)
+        );
 
         // JSON escaping could blow a hostile rd past the limit: it falls back to `/`.
         let escaped = LoginState {
@@ -661,7 +724,9 @@ mod tests {
         assert!(set.len() <= MAX_SET_COOKIE, "{}", set.len());
         let jar = request(&[pair_of(&set)]);
         assert_eq!(
-            c.take(&escaped.state, &jar, NOW).map(|l| l.rd).as_deref(),
+            c.take(&escaped.state, &jar, NOW)
+                .map(|t| t.login.rd)
+                .as_deref(),
             Ok("/")
         );
     }
@@ -674,10 +739,13 @@ mod tests {
         let new = LoginCookies::new("_portcullis", &ba, true);
         let l = login(1);
         let jar = request(&[pair_of(&old.begin(&l, &HeaderMap::new())[0])]);
-        assert_eq!(new.take(&l.state, &jar, NOW), Ok(l.clone()));
+        assert_eq!(
+            new.take(&l.state, &jar, NOW).map(|t| t.login),
+            Ok(l.clone())
+        );
         let jar = request(&[pair_of(&new.begin(&l, &HeaderMap::new())[0])]);
         assert_eq!(
-            old.take(&l.state, &jar, NOW),
+            old.take(&l.state, &jar, NOW).map(|t| t.login),
             Err(LoginCookieError::Invalid)
         );
     }

@@ -694,8 +694,16 @@ async fn cb_13_login_cookie_integrity() {
     let cb2 = sec
         .until_callback(&b2, "https://app.example.com/other")
         .await;
-    let (name2, value2) = login_cookies(&b2).remove(0);
-    for cookie in [format!("{name}={value2}"), format!("{name2}={value}")] {
+    let (_, value2) = login_cookies(&b2).remove(0);
+    // Login cookies live in fixed slots (`…_login_0`..`_4`, the slot name is the AEAD
+    // associated data): the other flow's value under our slot has the wrong state, and our
+    // own value moved to another slot does not open.
+    let other_slot = format!(
+        "{}{}",
+        &name[..name.len() - 1],
+        if name.ends_with('0') { '1' } else { '0' }
+    );
+    for cookie in [format!("{name}={value2}"), format!("{other_slot}={value}")] {
         let r = sec.req(&b, Method::GET, &cb, &[("cookie", &cookie)]).await;
         sec.cb_reject(&r, 400, &["state_mismatch"], 0u64);
     }

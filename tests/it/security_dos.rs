@@ -356,6 +356,32 @@ async fn dos_03_unauthenticated_traffic_and_login_cookie_flood() {
         .map(|n| n.len() + jar.cookie(n).unwrap().len() + 2)
         .sum();
     assert!(header < 8192, "Cookie header {header} bytes");
+    // 200 simultaneous navigations in one jar (a browser restoring many tabs): they all see
+    // the same Cookie header and write the same login-cookie slot, so the jar stays small.
+    let burst = sec.browser();
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let b = burst.clone();
+            tokio::spawn(async move {
+                b.get(&format!("https://app.example.com/tab{i}"))
+                    .await
+                    .status
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), StatusCode::FOUND);
+    }
+    let n = burst
+        .cookie_names()
+        .iter()
+        .filter(|n| n.contains("_login"))
+        .count();
+    assert!(n <= 5, "{n} login cookies after a parallel burst");
+    assert_ne!(
+        burst.get("https://app.example.com/after").await.status,
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+    );
     let r = sec.login(&jar, "https://app.example.com/final").await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(

@@ -72,6 +72,11 @@ pub enum PathError {
     /// A `;` (path parameters).
     #[error("semicolon (path parameter) in path")]
     Semicolon,
+    /// A segment ending in `.` or an encoded space (`/admin.`, `/admin%20`): Windows and IIS
+    /// drop those, so such a segment would reach an upstream as another one (`/admin`) than
+    /// the route and policy saw (SECURITY PATH-04). Refused rather than guessed at.
+    #[error("path segment ends in a dot or a space")]
+    SegmentEnd,
     /// `%` not followed by two hex digits.
     #[error("malformed percent-encoding in path")]
     BadPercent,
@@ -170,6 +175,7 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
                     return Err(PathError::ClimbsAboveRoot);
                 }
             }
+            s if s.ends_with('.') || s.ends_with("%20") => return Err(PathError::SegmentEnd),
             s => stack.push(s),
         }
         if last {
@@ -222,6 +228,23 @@ mod tests {
     }
 
     #[test]
+    fn segments_ending_in_a_dot_or_space_are_refused() {
+        for raw in [
+            "/admin.",
+            "/admin./x",
+            "/admin%20",
+            "/admin%2e",
+            "/a/.../b",
+            "/x%20/y",
+        ] {
+            err(raw, SegmentEnd);
+        }
+        ok("/admin.json", "/admin.json");
+        ok("/a%20b", "/a%20b");
+        ok("/.well-known/x", "/.well-known/x");
+    }
+
+    #[test]
     fn controls_are_accepted_unchanged() {
         for p in [
             "/",
@@ -238,8 +261,7 @@ mod tests {
             "/%3F",
             "/%3B",
             "/%2B",
-            "/...",
-            "/.a/..b/a.",
+            "/.a/..b/a",
             "/x/%E2%81%84",
         ] {
             ok(p, p);
@@ -437,7 +459,7 @@ mod tests {
             ("/public/%252e%252e/admin", Ok("/public/%252e%252e/admin")),
             ("/public/../../admin", Err(ClimbsAboveRoot)),
             ("/public/x/../../admin", Ok("/admin")),
-            ("/public/.../admin", Ok("/public/.../admin")),
+            ("/public/.../admin", Err(SegmentEnd)),
         ] {
             assert_eq!(normalize(raw), want.map(String::from), "PATH-01 {raw:?}");
         }
@@ -470,9 +492,9 @@ mod tests {
         for (raw, want) in [
             ("/ADMIN", Ok("/ADMIN")),
             ("/Admin/", Ok("/Admin/")),
-            ("/admin.", Ok("/admin.")),
-            ("/admin./", Ok("/admin./")),
-            ("/admin%20", Ok("/admin%20")),
+            ("/admin.", Err(SegmentEnd)),
+            ("/admin./", Err(SegmentEnd)),
+            ("/admin%20", Err(SegmentEnd)),
             ("/admin%09", Err(EncodedControl)),
             ("/admin;", Err(Semicolon)),
             ("/admin;jsessionid=x", Err(Semicolon)),

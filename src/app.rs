@@ -459,14 +459,16 @@ impl App {
         let h = &self.cfg.headers;
         if let Some(name) = &h.access_token
             && tokens
-            && let Ok(v) = HeaderValue::from_str(&s.access_token)
+            && let Ok(mut v) = HeaderValue::from_str(s.access_token.expose())
         {
+            v.set_sensitive(true);
             headers.insert(name.clone(), v);
         }
         if h.authorization_bearer_id_token
             && tokens
-            && let Ok(v) = HeaderValue::from_str(&format!("Bearer {}", s.id_token))
+            && let Ok(mut v) = HeaderValue::from_str(&format!("Bearer {}", s.id_token.expose()))
         {
+            v.set_sensitive(true);
             headers.insert(AUTHORIZATION, v);
         }
     }

@@ -21,6 +21,7 @@ pub mod oidc;
 pub mod policy;
 pub mod proxy;
 pub mod route;
+pub mod secret;
 pub mod server;
 pub mod session;
 pub mod telemetry;

@@ -353,7 +353,7 @@ impl App {
             rd.clone()
         };
         let target = match self.provider.end_session_url(
-            id_token_hint.as_deref(),
+            id_token_hint.as_ref().map(crate::secret::Secret::expose),
             &absolute_rd,
             &random_state(),
         ) {

@@ -277,9 +277,9 @@ impl std::fmt::Debug for LoginStart {
 pub struct LoginOutcome {
     /// Verified ID-token claims, completed from userinfo.
     pub identity: Identity,
-    pub id_token: String,
-    pub access_token: String,
-    pub refresh_token: Option<String>,
+    pub id_token: Secret,
+    pub access_token: Secret,
+    pub refresh_token: Option<Secret>,
     /// The ID token's `sid` (for back-channel logout), if any.
     pub sid: Option<String>,
     /// From the token response's `expires_in`.
@@ -290,12 +290,9 @@ impl std::fmt::Debug for LoginOutcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LoginOutcome")
             .field("sub", &self.identity.sub)
-            .field("id_token", &"[redacted]")
-            .field("access_token", &"[redacted]")
-            .field(
-                "refresh_token",
-                &self.refresh_token.as_ref().map(|_| "[redacted]"),
-            )
+            .field("id_token", &self.id_token)
+            .field("access_token", &self.access_token)
+            .field("refresh_token", &self.refresh_token)
             .field("sid", &self.sid)
             .field("access_expires_at", &self.access_expires_at)
             .finish()
@@ -670,9 +667,9 @@ impl Provider {
         let identity = identity_from_claims(claims, &self.groups_claim);
         Ok(LoginOutcome {
             identity,
-            id_token: tokens.id_token,
-            access_token: tokens.access_token,
-            refresh_token: tokens.refresh_token,
+            id_token: Secret::new(tokens.id_token),
+            access_token: Secret::new(tokens.access_token),
+            refresh_token: tokens.refresh_token.map(Secret::new),
             sid,
             access_expires_at: tokens
                 .expires_in

@@ -514,8 +514,10 @@ async fn full_login_without_userinfo() {
     assert_eq!(out.identity.claims["tenant"], "t1");
     assert_eq!(
         (
-            out.access_token.as_str(),
-            out.refresh_token.as_deref(),
+            out.access_token.expose(),
+            out.refresh_token
+                .as_ref()
+                .map(crate::secret::Secret::expose),
             out.sid.as_deref()
         ),
         ("AT", Some("RT"), Some("sid-1"))
@@ -530,7 +532,9 @@ async fn full_login_without_userinfo() {
         "no userinfo call when claims are complete"
     );
     let dbg = format!("{out:?}");
-    assert!(!dbg.contains(&out.id_token) && !dbg.contains("\"AT\"") && !dbg.contains("RT\""));
+    assert!(
+        !dbg.contains(out.id_token.expose()) && !dbg.contains("\"AT\"") && !dbg.contains("RT\"")
+    );
 
     let reqs = idp.srv.requests_to("/token");
     assert_eq!(reqs.len(), 1);

@@ -292,8 +292,8 @@ mod tests {
                 sub: sub.to_owned(),
                 ..Identity::default()
             },
-            id_token: format!("id-token-of-{sub}"),
-            access_token: format!("access-token-of-{sub}"),
+            id_token: format!("id-token-of-{sub}").into(),
+            access_token: format!("access-token-of-{sub}").into(),
             refresh_token: None,
             sid: sid.map(str::to_owned),
             created_at: now,
@@ -324,7 +324,7 @@ mod tests {
         let got = store.get(&id).await.expect("live session");
         assert_eq!(got.id, id);
         assert_eq!(got.identity.sub, "u-alice");
-        assert_eq!(got.access_token, "access-token-of-u-alice");
+        assert_eq!(got.access_token.expose(), "access-token-of-u-alice");
         assert!(store.get(&SessionId::generate()).await.is_none());
         assert_eq!(store.len().await, 1);
     }
@@ -479,7 +479,7 @@ mod tests {
             store
                 .get(&id)
                 .await
-                .map(|s| s.access_token.clone())
+                .map(|s| s.access_token.expose().to_owned())
                 .as_deref(),
             Some("refreshed")
         );

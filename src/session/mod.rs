@@ -21,6 +21,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use subtle::ConstantTimeEq;
 
 use crate::identity::Identity;
+use crate::secret::Secret;
 pub use cookie::{NoSession, SessionCookies, strip_own_cookies};
 pub use memory::MemoryStore;
 
@@ -99,9 +100,9 @@ pub struct Session {
     /// The verified identity policy and identity headers work from.
     pub identity: Identity,
     /// The raw ID token (for `id_token_hint` and `Authorization: Bearer` upstream).
-    pub id_token: String,
-    pub access_token: String,
-    pub refresh_token: Option<String>,
+    pub id_token: Secret,
+    pub access_token: Secret,
+    pub refresh_token: Option<Secret>,
     /// The IdP session id (`sid` claim), for back-channel logout.
     pub sid: Option<String>,
     /// Login time: the absolute lifetime counts from here.
@@ -129,12 +130,9 @@ impl fmt::Debug for Session {
         f.debug_struct("Session")
             .field("id", &self.id)
             .field("sub", &self.identity.sub)
-            .field("id_token", &"[redacted]")
-            .field("access_token", &"[redacted]")
-            .field(
-                "refresh_token",
-                &self.refresh_token.as_ref().map(|_| "[redacted]"),
-            )
+            .field("id_token", &self.id_token)
+            .field("access_token", &self.access_token)
+            .field("refresh_token", &self.refresh_token)
             .field("sid", &self.sid)
             .field("created_at", &self.created_at)
             .field("expires_at", &self.expires_at)
@@ -217,8 +215,8 @@ mod tests {
         let s = Session {
             id: SessionId::generate(),
             identity: Identity::default(),
-            id_token: String::new(),
-            access_token: String::new(),
+            id_token: String::new().into(),
+            access_token: String::new().into(),
             refresh_token: None,
             sid: None,
             created_at: t0,

@@ -79,9 +79,9 @@ fn session(i: usize, now: SystemTime) -> Session {
     Session {
         id: SessionId::generate(),
         identity: identity_from_claims(claims, "groups"),
-        id_token: token(1, i, ID_TOKEN_LEN),
-        access_token: token(2, i, ACCESS_TOKEN_LEN),
-        refresh_token: Some(token(3, i, REFRESH_TOKEN_LEN)),
+        id_token: token(1, i, ID_TOKEN_LEN).into(),
+        access_token: token(2, i, ACCESS_TOKEN_LEN).into(),
+        refresh_token: Some(token(3, i, REFRESH_TOKEN_LEN).into()),
         sid,
         created_at: now,
         expires_at: now + Duration::from_secs(12 * 3600),

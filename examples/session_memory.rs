@@ -110,7 +110,7 @@ async fn main() {
     let probe = session(usize::MAX / 2, now);
     let token_bytes = probe.id_token.len()
         + probe.access_token.len()
-        + probe.refresh_token.as_ref().map_or(0, String::len);
+        + probe.refresh_token.as_ref().map_or(0, portcullis::secret::Secret::len);
     let rss0 = status_bytes("VmRSS:");
     // First the sessions alone (what any store must keep: tokens, identity, the struct)...
     let t0 = Instant::now();

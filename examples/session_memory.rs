@@ -78,7 +78,13 @@ fn session(i: usize, now: SystemTime) -> Session {
     let sid = claims.get("sid").and_then(Value::as_str).map(str::to_owned);
     Session {
         id: SessionId::generate(),
-        identity: identity_from_claims(claims, "groups"),
+        // As the login callback stores it: only the claims `[headers.claims]` names are kept
+        // (here one, as in a typical `"X-Tenant" = "tenant"` setup).
+        identity: {
+            let mut identity = identity_from_claims(claims, "groups");
+            identity.retain_claims(["tenant"]);
+            identity
+        },
         id_token: token(1, i, ID_TOKEN_LEN).into(),
         access_token: token(2, i, ACCESS_TOKEN_LEN).into(),
         refresh_token: Some(token(3, i, REFRESH_TOKEN_LEN).into()),
@@ -110,7 +116,10 @@ async fn main() {
     let probe = session(usize::MAX / 2, now);
     let token_bytes = probe.id_token.len()
         + probe.access_token.len()
-        + probe.refresh_token.as_ref().map_or(0, portcullis::secret::Secret::len);
+        + probe
+            .refresh_token
+            .as_ref()
+            .map_or(0, portcullis::secret::Secret::len);
     let rss0 = status_bytes("VmRSS:");
     // First the sessions alone (what any store must keep: tokens, identity, the struct)...
     let t0 = Instant::now();

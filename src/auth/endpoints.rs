@@ -307,7 +307,11 @@ impl App {
         let now = SystemTime::now();
         let session = Session {
             id: SessionId::generate(),
-            identity: outcome.identity,
+            identity: {
+                let mut identity = outcome.identity;
+                identity.retain_claims(self.cfg.headers.claims.iter().map(|(_, c)| c.as_str()));
+                identity
+            },
             id_token: outcome.id_token,
             access_token: outcome.access_token,
             refresh_token: outcome.refresh_token,

@@ -7,6 +7,7 @@ mod support;
 mod config_check;
 mod e2e;
 mod edge;
+mod fuzz_corpus;
 mod headers;
 mod idtoken;
 mod login;

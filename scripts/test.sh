@@ -40,6 +40,13 @@ log "end-to-end provider packages (npm ci in tests/e2e, node $(node --version))"
 log "tests"
 cargo test --locked --all-targets
 
+# --- fuzzing smoke (opt-in; `cargo test` above already replays fuzz/corpus on stable) ---
+if [ "${PORTCULLIS_FUZZ_SMOKE:-0}" = 1 ]; then
+  log "fuzzing smoke run (30 s per target, nightly + cargo-fuzz)"
+  ./scripts/fuzz.sh 30
+fi
+# --- end of fuzzing smoke ---
+
 log "example configuration"
 PORTCULLIS_CLIENT_SECRET=example PORTCULLIS_COOKIE_SECRET="$(cargo run --locked -q -- generate-secret)" \
   cargo run --locked -q -- check --config config/portcullis.toml

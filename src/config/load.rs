@@ -1414,7 +1414,10 @@ fn check_issuer(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
-/// `oidc.callback_path`: absolute, visible ASCII, no `?`, `#` or `\`.
+/// `oidc.callback_path`: absolute, visible ASCII, no `?`, `#` or `\`, and already in the form
+/// [`crate::http::path::normalize`] gives it: requests are routed on the normalised path, so a
+/// callback path such as `/auth/./cb` or `/auth/%63b` would never be matched (and would not
+/// be reserved against `rd`).
 fn check_callback_path(s: &str) -> Result<String, String> {
     if !s.starts_with('/') {
         return Err("must start with `/`".to_owned());
@@ -1425,7 +1428,13 @@ fn check_callback_path(s: &str) -> Result<String, String> {
     {
         return Err("must be visible ASCII without spaces, `?`, `#` or `\\`".to_owned());
     }
-    Ok(s.to_owned())
+    match crate::http::path::normalize(s) {
+        Ok(n) if n == s => Ok(s.to_owned()),
+        Ok(n) => Err(format!(
+            "must be a normalised path (requests are routed on it): write \"{n}\""
+        )),
+        Err(e) => Err(format!("is a path the proxy refuses: {e}")),
+    }
 }
 
 /// RFC 6749 §3.3: `NQCHAR = %x21 / %x23-5B / %x5D-7E`.
@@ -2073,6 +2082,11 @@ auth = "public"
             (Add("[oidc]", "callback_path = \"/cb?x\""), "oidc.callback_path", "\"/cb", "visible ASCII"),
             (Add("[oidc]", "callback_path = \"/a b\""), "oidc.callback_path", "\"/a b", "visible ASCII"),
             (Add("[oidc]", "callback_path = \"/a\\\\b\""), "oidc.callback_path", "\"/a\\", "visible ASCII"),
+            (Add("[oidc]", "callback_path = \"/auth/./cb\""), "oidc.callback_path", "\"/auth/./cb", "write \"/auth/cb\""),
+            (Add("[oidc]", "callback_path = \"//cb\""), "oidc.callback_path", "\"//cb", "write \"/cb\""),
+            (Add("[oidc]", "callback_path = \"/auth/%63b\""), "oidc.callback_path", "\"/auth/%63b", "write \"/auth/cb\""),
+            (Add("[oidc]", "callback_path = \"/cb;x\""), "oidc.callback_path", "\"/cb;x", "semicolon"),
+            (Add("[oidc]", "callback_path = \"/../cb\""), "oidc.callback_path", "\"/../cb", "climbs above"),
             (Add("[oidc]", "groups_claim = \"\""), "oidc.groups_claim", "\"\"", "must not be empty"),
             (Add("[oidc]", "extra_auth_params = { prompt = \"login\", redirect_uri = \"https://evil\" }"), "oidc.extra_auth_params.redirect_uri", "redirect_uri", "cannot be overridden"),
             (Add("[oidc]", "extra_auth_params = { Scope = \"x\" }"), "oidc.extra_auth_params.Scope", "Scope", "cannot be overridden"),

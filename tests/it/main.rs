@@ -11,6 +11,7 @@ mod demo;
 mod e2e;
 mod edge;
 mod explain;
+mod fuzz_corpus;
 mod fwdauth;
 mod headers;
 mod idtoken;

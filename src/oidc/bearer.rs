@@ -65,19 +65,8 @@ pub fn check_bearer_claims(
     expected: &BearerExpected<'_>,
     now: SystemTime,
 ) -> Result<(), TokenError> {
-    match claims.get("iss") {
-        Some(Value::String(iss)) if iss == expected.issuer => {}
-        _ => return Err(TokenError::IssMismatch),
-    }
-    let audiences: Vec<&str> = match claims.get("aud") {
-        Some(Value::String(a)) => vec![a.as_str()],
-        Some(Value::Array(list)) if !list.is_empty() => list
-            .iter()
-            .map(Value::as_str)
-            .collect::<Option<Vec<_>>>()
-            .ok_or(TokenError::AudMismatch)?,
-        _ => return Err(TokenError::AudMismatch),
-    };
+    verify::check_iss(claims, expected.issuer)?;
+    let audiences = verify::audiences(claims)?;
     if !audiences
         .iter()
         .any(|a| expected.audiences.iter().any(|want| want == a))

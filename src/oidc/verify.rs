@@ -235,25 +235,35 @@ pub struct Expected<'a> {
     pub nonce: Option<&'a str>,
 }
 
+/// `iss` must be a string equal to `issuer` (exact, case-sensitive: Core §3.1.3.7 step 2).
+pub fn check_iss(claims: &Map<String, Value>, issuer: &str) -> Result<(), TokenError> {
+    match claims.get("iss") {
+        Some(Value::String(iss)) if iss == issuer => Ok(()),
+        _ => Err(TokenError::IssMismatch),
+    }
+}
+
+/// `aud` as a list: a string, or a non-empty array of strings (RFC 7519 §4.1.3).
+pub fn audiences(claims: &Map<String, Value>) -> Result<Vec<&str>, TokenError> {
+    match claims.get("aud") {
+        Some(Value::String(a)) => Ok(vec![a.as_str()]),
+        Some(Value::Array(list)) if !list.is_empty() => list
+            .iter()
+            .map(Value::as_str)
+            .collect::<Option<Vec<_>>>()
+            .ok_or(TokenError::AudMismatch),
+        _ => Err(TokenError::AudMismatch),
+    }
+}
+
 /// Stage 2: the claim rules of Core §3.1.3.7 on a decoded (not yet verified) payload, at `now`.
 pub fn check_claims(
     claims: &Map<String, Value>,
     expected: &Expected<'_>,
     now: SystemTime,
 ) -> Result<(), TokenError> {
-    match claims.get("iss") {
-        Some(Value::String(iss)) if iss == expected.issuer => {}
-        _ => return Err(TokenError::IssMismatch),
-    }
-    let audiences: Vec<&str> = match claims.get("aud") {
-        Some(Value::String(a)) => vec![a.as_str()],
-        Some(Value::Array(list)) if !list.is_empty() => list
-            .iter()
-            .map(Value::as_str)
-            .collect::<Option<Vec<_>>>()
-            .ok_or(TokenError::AudMismatch)?,
-        _ => return Err(TokenError::AudMismatch),
-    };
+    check_iss(claims, expected.issuer)?;
+    let audiences = audiences(claims)?;
     // No extra audience is trusted: every entry must be our client id.
     if audiences.iter().any(|a| *a != expected.client_id) {
         return Err(TokenError::AudMismatch);

@@ -2,9 +2,10 @@
 # Build stage: the same release build CI and the README use.
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
-COPY src ./src
-RUN cargo build --locked --release && strip target/release/portcullis
+# The whole context minus .dockerignore: src/ plus config/ (the demo config is embedded) and
+# tests/ (Cargo.toml names the integration-test target).
+COPY . .
+RUN cargo build --locked --release --bin portcullis && strip target/release/portcullis
 
 # Runtime: small, CA certificates for https upstreams and the IdP, non-root.
 FROM debian:bookworm-slim

@@ -318,41 +318,34 @@ async fn ses_07_oversized_malformed_ambiguous_cookies() {
     }
     let r = raw(sec.proxy.addr, b"GET /x HTTP/1.1\r\nHost: app.example.com\r\nCookie: \xff\xfe\r\nConnection: close\r\n\r\n").await;
     assert!(matches!(raw_status(&r), 400 | 401), "{r}");
-    // Ambiguous: two session cookies, in one line or two, even when one is valid.
-    let r = raw_get(
-        sec.proxy.addr,
-        "/x",
-        "app.example.com",
-        &format!("Cookie: _portcullis={good}; _portcullis=b\r\n"),
-    )
-    .await;
-    assert_eq!(raw_status(&r), 401);
-    let r = raw_get(
-        sec.proxy.addr,
-        "/x",
-        "app.example.com",
-        &format!("Cookie: _portcullis={good}\r\nCookie: _portcullis=b\r\n"),
-    )
-    .await;
-    assert_eq!(raw_status(&r), 401);
-    // Tossing: a cookie planted for a parent domain next to the victim's: ambiguous, no mix.
-    let r = raw_get(
-        sec.proxy.addr,
-        "/x",
-        "app.example.com",
-        &format!("Cookie: _portcullis=mallory-id; _portcullis={good}\r\n"),
-    )
-    .await;
-    assert_eq!(raw_status(&r), 401);
-    // Two Cookie lines where only one carries the session: joined, the session works.
-    let r = raw_get(
-        sec.proxy.addr,
-        "/x",
-        "app.example.com",
-        &format!("Cookie: theme=dark\r\nCookie: _portcullis={good}\r\n"),
-    )
-    .await;
-    assert_eq!(raw_status(&r), 200, "{r}");
+    for (cookies, want, what) in [
+        // Ambiguous: two session cookies, in one line or two, even when one is valid.
+        (
+            format!("Cookie: _portcullis={good}; _portcullis=b\r\n"),
+            401,
+            "two in one line",
+        ),
+        (
+            format!("Cookie: _portcullis={good}\r\nCookie: _portcullis=b\r\n"),
+            401,
+            "two lines",
+        ),
+        // Tossing: a cookie planted for a parent domain next to the victim's: no mix.
+        (
+            format!("Cookie: _portcullis=mallory-id; _portcullis={good}\r\n"),
+            401,
+            "tossed",
+        ),
+        // Two Cookie lines where only one carries the session: joined, the session works.
+        (
+            format!("Cookie: theme=dark\r\nCookie: _portcullis={good}\r\n"),
+            200,
+            "split lines",
+        ),
+    ] {
+        let r = raw_get(sec.proxy.addr, "/x", "app.example.com", &cookies).await;
+        assert_eq!(raw_status(&r), want, "{what}: {r}");
+    }
     assert_eq!(sec.up.count(), before + 1);
     assert_eq!(sec.up.last().all("cookie"), vec!["theme=dark"]);
     sec.finish().await;

@@ -27,6 +27,7 @@
 #   BENCH_APACHE_CHILDREN=2 BENCH_APACHE_THREADS=64
 #   BENCH_ACCESS_LOG=0 (1: every proxy writes an access log to a file)
 #   BENCH_PERF=0 (1: also profile portcullis under load with perf, top functions in the report)
+#   BENCH_PERF_GRAPH=0 (1: record call graphs too; with BENCH_KEEP=1 for perf report --children)
 #   BENCH_SKIP_INSTALL=0 BENCH_SKIP_BUILD=0 BENCH_KEEP=0 (1: keep the temp dir)
 #   BENCH_OUT=benches/results/<date>.md
 set -euo pipefail
@@ -290,7 +291,9 @@ python3 benches/bench.py report "$TSV" "$OUT"
 
 if [ "$PERF" = 1 ]; then
   log "profiling portcullis under load (perf, ${DURATION}s)"
-  perf record -q -F 999 -p "$PORTCULLIS_PID" -o "$DIR/perf.data" -- sleep "$DURATION" 2>"$DIR/perf.err" &
+  # BENCH_PERF_GRAPH=1: DWARF call graphs (perf.data kept with BENCH_KEEP=1 for `perf report --children`).
+  graph=(); [ "${BENCH_PERF_GRAPH:-0}" = 1 ] && graph=(--call-graph dwarf,32768)
+  perf record -q -F 999 "${graph[@]}" -p "$PORTCULLIS_PID" -o "$DIR/perf.data" -- sleep "$DURATION" 2>"$DIR/perf.err" &
   PERF_PID=$!; PIDS+=("$PERF_PID")
   wrk -t "$THREADS" -c "$CONNECTIONS" -d "${DURATION}s" -H "$ACCEPT" -H "Cookie: $P_COOKIE" \
     "http://127.0.0.1:$PORTCULLIS_PORT/" >/dev/null

@@ -60,9 +60,12 @@ pub struct App {
     pub(crate) login_cookies: LoginCookies,
     pub(crate) redirects: RedirectPolicy,
     scrubber: IdentityScrubber,
-    client: UpstreamClient,
-    /// HTTP/1.1-only client for WebSocket upgrades.
-    h1_client: UpstreamClient,
+    /// Upstream clients, one pair per worker thread (`[worker]`) plus one for any other
+    /// thread (last): a pooled upstream connection is driven by the runtime that opened it,
+    /// so each worker keeps its own pool (see [`crate::server::serve`]).
+    clients: Box<[Clients]>,
+    /// `Host` for each route's upstream (by route index), built once.
+    upstream_hosts: Box<[Option<HeaderValue>]>,
     /// Open WebSocket tunnels.
     pub(crate) tunnels: Arc<Tunnels>,
     /// `https://app.example.com` (no trailing slash).
@@ -70,13 +73,68 @@ pub struct App {
     request_ids: RequestIds,
 }
 
-/// What the access log records about one request.
+/// The upstream clients of one worker thread.
+struct Clients {
+    /// HTTP/1.1 and (for https upstreams, by ALPN) HTTP/2.
+    any: UpstreamClient,
+    /// HTTP/1.1 only, for WebSocket upgrades.
+    h1: UpstreamClient,
+}
+
+/// What the access log records about one request. Filled only while the access log is
+/// enabled (`portcullis::access` at `info`), so a proxy with it turned off copies no strings.
 #[derive(Debug, Default)]
 pub(crate) struct AccessLog {
-    pub host: String,
-    pub path: String,
-    pub route: Option<String>,
-    pub user: Option<String>,
+    enabled: bool,
+    host: String,
+    path: String,
+    route: Option<LogRoute>,
+    user: Option<String>,
+}
+
+/// The `route` field of the access log.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum LogRoute {
+    /// The proxy's own endpoints.
+    Own,
+    /// A `[[route]]`, by index.
+    Route(usize),
+}
+
+impl std::fmt::Display for LogRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LogRoute::Own => f.write_str("portcullis"),
+            LogRoute::Route(i) => write!(f, "route{i}"),
+        }
+    }
+}
+
+impl AccessLog {
+    fn new() -> Self {
+        AccessLog {
+            enabled: tracing::enabled!(target: "portcullis::access", tracing::Level::INFO),
+            ..AccessLog::default()
+        }
+    }
+    fn set_host(&mut self, host: &str) {
+        if self.enabled {
+            host.clone_into(&mut self.host);
+        }
+    }
+    fn set_path(&mut self, path: &str) {
+        if self.enabled {
+            truncate(path, 256).clone_into(&mut self.path);
+        }
+    }
+    pub(crate) fn set_route(&mut self, route: LogRoute) {
+        self.route = Some(route);
+    }
+    pub(crate) fn set_user(&mut self, sub: &str) {
+        if self.enabled {
+            self.user = Some(sub.to_owned());
+        }
+    }
 }
 
 impl App {
@@ -95,13 +153,13 @@ impl App {
         );
         let provider = Provider::new(&cfg.oidc, redirect_uri, http);
         let upstream_tls = crate::tls::client_config(s.upstream_ca_file.as_deref())?;
-        let client = proxy::client::build(
-            upstream_tls.clone(),
-            std::time::Duration::from_secs(10),
-            true,
-        );
-        let h1_client =
-            proxy::client::build(upstream_tls, std::time::Duration::from_secs(10), false);
+        let connect_timeout = std::time::Duration::from_secs(10);
+        let clients = (0..=crate::server::worker_count())
+            .map(|_| Clients {
+                any: proxy::client::build(upstream_tls.clone(), connect_timeout, true),
+                h1: proxy::client::build(upstream_tls.clone(), connect_timeout, false),
+            })
+            .collect();
         let routes = RouteTable::new(&cfg.routes);
         let session_cookies = SessionCookies::new(&cfg.session, &s.public_url);
         let login_cookies = LoginCookies::new(
@@ -138,8 +196,12 @@ impl App {
             login_cookies,
             redirects,
             scrubber,
-            client,
-            h1_client,
+            clients,
+            upstream_hosts: cfg
+                .routes
+                .iter()
+                .map(|r| HeaderValue::from_str(&r.upstream.authority).ok())
+                .collect(),
             tunnels: Tunnels::new(),
             public_origin,
             request_ids: RequestIds::new(),
@@ -155,14 +217,30 @@ impl App {
         &self.provider
     }
 
+    /// How many worker threads serve this app.
+    pub fn workers(&self) -> usize {
+        self.clients.len() - 1
+    }
+
+    /// The calling worker's upstream clients (the shared spare pair off the workers).
+    fn clients(&self) -> &Clients {
+        let last = self.clients.len() - 1;
+        let i = crate::server::current_worker().map_or(last, |w| w.min(last));
+        &self.clients[i]
+    }
+
     /// Handles one request; never fails (errors become pages).
     pub async fn handle(&self, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
         let started = Instant::now();
         let rid = self.request_ids.next();
+        let rid = rid.as_str();
         let method = req.method().clone();
-        let mut log = AccessLog::default();
+        let mut log = AccessLog::new();
         let peer = conn.peer;
-        let resp = self.dispatch(req, conn, &rid, &mut log).await;
+        let resp = self.dispatch(req, conn, rid, &mut log).await;
+        if !log.enabled {
+            return resp;
+        }
         tracing::info!(
             target: "portcullis::access",
             request_id = %rid,
@@ -172,7 +250,7 @@ impl App {
             status = resp.status().as_u16(),
             duration_ms = started.elapsed().as_secs_f64() * 1000.0,
             user = log.user.as_deref().unwrap_or("-"),
-            route = log.route.as_deref().unwrap_or("-"),
+            route = %log.route.map_or(String::from("-"), |r| r.to_string()),
             peer = %peer.ip(),
             "request"
         );
@@ -211,8 +289,8 @@ impl App {
                 return self.bad_request("bad_request", "Missing or invalid Host.", rid, client);
             }
         };
-        log.host = host.host.clone();
-        log.path = truncate(req.uri().path(), 256).to_string();
+        log.set_host(&host.host);
+        log.set_path(req.uri().path());
         if req.uri().authority().is_some() {
             // Absolute-form (or HTTP/2 :authority): only hosts this proxy serves.
             if !self.serves_host(&host.host) {
@@ -231,7 +309,7 @@ impl App {
                 );
             }
         };
-        log.path = truncate(&path, 256).to_string();
+        log.set_path(&path);
 
         // Phase 2: the proxy's own endpoints, on every host.
         if let Some(resp) = self
@@ -251,7 +329,7 @@ impl App {
                 client,
             );
         };
-        log.route = Some(route.label());
+        log.set_route(LogRoute::Route(route.index));
 
         // Phase 4: the gate.
         let identity = match route.auth {
@@ -271,7 +349,7 @@ impl App {
                         Err(resp) => return resp,
                     },
                 };
-                log.user = Some(caller.identity().sub.clone());
+                log.set_user(&caller.identity().sub);
                 if policy::evaluate(&route, caller.identity()) == Decision::Deny {
                     tracing::info!(request_id = %rid, event = "not_authorized", route = %route.label(), "policy denied");
                     return self.page(
@@ -313,7 +391,6 @@ impl App {
         rid: &str,
         client: Client,
     ) -> Response<Body> {
-        let query = req.uri().query().map(str::to_owned);
         let (mut parts, body) = req.into_parts();
         let client_upgrade = parts.extensions.remove::<OnUpgrade>();
         let headers = &mut parts.headers;
@@ -345,9 +422,9 @@ impl App {
         let upstream_host = if route.preserve_host {
             HeaderValue::from_str(&host.raw).ok()
         } else {
-            HeaderValue::from_str(&route.upstream.authority).ok()
+            self.upstream_hosts.get(route.index).cloned().flatten()
         };
-        let uri = match proxy::upstream_uri(&route.upstream, path, query.as_deref()) {
+        let uri = match proxy::upstream_uri(&route.upstream, path, parts.uri.query()) {
             Ok(u) => u,
             Err(_) => {
                 return self.bad_request("bad_request", "Invalid request.", rid, client);
@@ -368,9 +445,10 @@ impl App {
             .boxed();
         let req = Request::from_parts(parts, body);
         let own = |name: &str| self.is_own_cookie(name);
+        let clients = self.clients();
         match proxy::send(
-            &self.client,
-            &self.h1_client,
+            &clients.any,
+            &clients.h1,
             req,
             upstream_host,
             self.cfg.server.request_timeout,
@@ -777,6 +855,20 @@ struct RequestIds {
     counter: AtomicU64,
 }
 
+/// A request id, `<8 hex digits of a per-process random prefix>-<hex counter>`, formatted
+/// on the stack.
+pub(crate) struct RequestId {
+    buf: [u8; 25],
+    len: usize,
+}
+
+impl RequestId {
+    pub(crate) fn as_str(&self) -> &str {
+        // Only ASCII hex digits and '-' are ever written.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("-")
+    }
+}
+
 impl RequestIds {
     fn new() -> Self {
         let mut b = [0u8; 4];
@@ -786,11 +878,47 @@ impl RequestIds {
             counter: AtomicU64::new(0),
         }
     }
-    fn next(&self) -> String {
-        format!(
-            "{:08x}-{:x}",
-            self.prefix,
-            self.counter.fetch_add(1, Ordering::Relaxed)
-        )
+
+    fn next(&self) -> RequestId {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let mut id = RequestId {
+            buf: [0; 25],
+            len: 0,
+        };
+        for i in 0..8 {
+            id.buf[i] = HEX[((self.prefix >> (28 - 4 * i)) & 0xf) as usize];
+        }
+        id.buf[8] = b'-';
+        let digits = ((64 - n.leading_zeros() as usize).div_ceil(4)).max(1);
+        for i in 0..digits {
+            id.buf[9 + i] = HEX[((n >> (4 * (digits - 1 - i))) & 0xf) as usize];
+        }
+        id.len = 9 + digits;
+        id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_match_the_formatted_prefix_and_counter() {
+        let ids = RequestIds::new();
+        for n in [
+            0u64,
+            1,
+            15,
+            16,
+            255,
+            4096,
+            u64::from(u32::MAX) + 7,
+            u64::MAX,
+        ] {
+            ids.counter.store(n, Ordering::Relaxed);
+            let id = ids.next();
+            assert_eq!(id.as_str(), format!("{:08x}-{:x}", ids.prefix, n));
+        }
     }
 }

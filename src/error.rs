@@ -15,6 +15,8 @@ pub enum StartError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot start the worker threads: {source}")]
+    Workers { source: std::io::Error },
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
 }

@@ -63,14 +63,22 @@ pub async fn serve(
         tracing::info!(%addr, public_url = %app.config().server.public_url.origin(), "portcullis listening");
     }
     let shutdown_timeout = app.config().server.shutdown_timeout;
-    server::serve(listener, app.clone(), shutdown).await;
-    // hyper's graceful shutdown does not cover upgraded connections: close them here.
-    app.tunnels.shutdown(shutdown_timeout).await;
+    let served = server::serve(listener, app.clone(), shutdown).await;
+    let result = match served {
+        Ok(running) => {
+            // hyper's graceful shutdown does not cover upgraded connections: close them
+            // here, while the worker runtimes they run on are still alive.
+            app.tunnels.shutdown(shutdown_timeout).await;
+            running.finish().await;
+            Ok(())
+        }
+        Err(source) => Err(StartError::Workers { source }),
+    };
     cancel.cancel();
     let _ = tunnels.await;
     let _ = discovery.await;
     let _ = housekeeping.await;
-    Ok(())
+    result
 }
 
 /// moka expires lazily: run its pending work every few seconds so expired sessions are freed,

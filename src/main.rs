@@ -72,7 +72,9 @@ fn run(path: &std::path::Path) -> ExitCode {
     };
     let _ = rustls::crypto::ring::default_provider().install_default();
     portcullis::telemetry::init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // Connections are served by the worker threads `serve` starts (one runtime per core);
+    // this runtime only runs discovery, housekeeping and the signal handler.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

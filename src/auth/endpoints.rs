@@ -23,7 +23,7 @@ use http::header::SET_COOKIE;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use crate::app::{AccessLog, App, encode_query_value, unix_now};
+use crate::app::{AccessLog, App, LogRoute, encode_query_value, unix_now};
 use crate::auth::login_cookie::{LoginCookieError, Taken};
 use crate::http::body::Body;
 use crate::http::pages::{self, Client, Page};
@@ -87,7 +87,7 @@ impl App {
             ),
             _ => return None,
         };
-        log.route = Some("portcullis".into());
+        log.set_route(LogRoute::Own);
         Some(resp)
     }
 
@@ -319,7 +319,7 @@ impl App {
             created_at: now,
             expires_at: now + self.cfg.session.lifetime,
         };
-        log.user = Some(session.identity.sub.clone());
+        log.set_user(&session.identity.sub);
         let cookie = self.session_cookies.set_cookie(&session.id);
         self.store.insert(session).await;
         tracing::info!(request_id = %rid, event = "login", "login succeeded");
@@ -342,7 +342,7 @@ impl App {
         let (session, _) = self.session(req.headers()).await;
         let mut id_token_hint = None;
         if let Some(s) = session {
-            log.user = Some(s.identity.sub.clone());
+            log.set_user(&s.identity.sub);
             self.store.remove(&s.id).await;
             let ended = match &s.sid {
                 Some(sid) => self.store.remove_by_sid(sid).await,
@@ -389,7 +389,7 @@ impl App {
             }
             return resp;
         };
-        log.user = Some(s.identity.sub.clone());
+        log.set_user(&s.identity.sub);
         let id = &s.identity;
         pages::json(
             StatusCode::OK,

@@ -152,7 +152,7 @@ impl App {
             }
             return resp;
         };
-        log.user = Some(session.identity.sub.clone());
+        log.set_user(&session.identity.sub);
 
         if let Err(reason) = self.judge(&original, &session) {
             tracing::info!(request_id = %rid, event = "not_authorized", reason, "forward-auth denied");

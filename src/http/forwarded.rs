@@ -20,6 +20,7 @@
 use std::net::IpAddr;
 
 use super::hop::trim_ows;
+use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::http::identity_headers::normalise_name;
@@ -86,8 +87,7 @@ pub fn apply(headers: &mut HeaderMap, peer: IpAddr, trust: PeerTrust, proto: &st
         headers.remove(name);
     }
 
-    let peer = peer.to_canonical().to_string();
-    let mut xff: Vec<u8> = Vec::new();
+    let mut xff: Vec<u8> = Vec::with_capacity(48);
     for line in headers.get_all(&X_FORWARDED_FOR) {
         let line = trim_ows(line.as_bytes());
         if !line.is_empty() {
@@ -95,8 +95,13 @@ pub fn apply(headers: &mut HeaderMap, peer: IpAddr, trust: PeerTrust, proto: &st
             xff.extend_from_slice(b", ");
         }
     }
-    xff.extend_from_slice(peer.as_bytes());
-    set(headers, X_FORWARDED_FOR, HeaderValue::from_bytes(&xff).ok());
+    // Writing to a Vec cannot fail.
+    let _ = std::io::Write::write_fmt(&mut xff, format_args!("{}", peer.to_canonical()));
+    set(
+        headers,
+        X_FORWARDED_FOR,
+        HeaderValue::from_maybe_shared(Bytes::from(xff)).ok(),
+    );
 
     for (name, ours) in [(X_FORWARDED_PROTO, proto), (X_FORWARDED_HOST, host)] {
         let kept = headers

@@ -66,7 +66,8 @@ pub fn upstream_uri(up: &Upstream, path: &str, query: Option<&str>) -> Result<Ur
     s.push_str("://");
     s.push_str(&up.host);
     s.push(':');
-    s.push_str(itoa_u16(up.port).as_str());
+    // Writing to a String cannot fail.
+    let _ = std::fmt::Write::write_fmt(&mut s, format_args!("{}", up.port));
     s.push_str(&up.base_path);
     s.push_str(path);
     if let Some(q) = query {
@@ -74,10 +75,6 @@ pub fn upstream_uri(up: &Upstream, path: &str, query: Option<&str>) -> Result<Ur
         s.push_str(q);
     }
     Uri::try_from(s).map_err(|e| ProxyError::Build(e.to_string()))
-}
-
-fn itoa_u16(n: u16) -> String {
-    n.to_string()
 }
 
 /// The upstream's answer, and for a WebSocket upgrade the upstream side of the tunnel.

@@ -153,7 +153,7 @@ pub fn strip_own_cookies(headers: &mut HeaderMap, session_cookie: &str, login_pr
     }
     // The pieces came from valid field values, so this holds; if not, dropping the field
     // is the safe side (our cookies never leak).
-    if let Ok(mut value) = HeaderValue::from_bytes(&kept) {
+    if let Ok(mut value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(kept)) {
         value.set_sensitive(true);
         headers.insert(COOKIE, value);
     }

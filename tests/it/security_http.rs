@@ -379,14 +379,15 @@ async fn http_09_h2_to_h1_downgrade() {
     .await
     .unwrap();
     tokio::spawn(conn);
-    let before = sec.up.count();
     let req = http::Request::get("http://app.example.com/public/../admin")
         .header("accept", "application/json")
         .body(http_body_util::Empty::<bytes::Bytes>::new())
         .unwrap();
     let resp = h2.send_request(req).await.unwrap();
     assert_eq!(resp.status(), 401);
-    assert_eq!(sec.up.count(), before);
+    // (The aborted /public/y above may still reach the upstream from another worker thread,
+    // so look for /admin rather than counting.)
+    assert!(sec.up.seen().iter().all(|s| !s.uri.contains("admin")));
     sec.finish().await;
 }
 

@@ -446,6 +446,9 @@ fn hpack_literals(fields: &[(&[u8], &[u8])]) -> Vec<u8> {
     out
 }
 
+/// Header fields as raw (name, value) bytes, in order.
+type Fields<'a> = Vec<(&'a [u8], &'a [u8])>;
+
 /// What the proxy did with stream 1.
 #[derive(Debug, PartialEq)]
 enum H2Outcome {
@@ -618,7 +621,7 @@ async fn http_09_malformed_h2_fields_never_reach_the_h1_upstream() {
     let before = sec.up.count();
 
     let chunked = format!("0\r\n\r\n{SMUGGLED}");
-    let rows: Vec<(&str, Vec<(&[u8], &[u8])>, Option<&[u8]>)> = vec![
+    let rows: Vec<(&str, Fields, Option<&[u8]>)> = vec![
         (
             "CRLF in a value",
             vec![(b"x-a", b"b\r\nX-Auth-Request-User: u-bob")],
@@ -642,7 +645,7 @@ async fn http_09_malformed_h2_fields_never_reach_the_h1_upstream() {
             Some(chunked.as_bytes()),
         ),
     ];
-    let mut cases: Vec<(&str, Vec<(&[u8], &[u8])>, Option<&[u8]>)> = rows
+    let mut cases: Vec<(&str, Fields, Option<&[u8]>)> = rows
         .into_iter()
         .map(|(name, extra, data)| {
             let method: &'static [u8] = if data.is_some() { b"POST" } else { b"GET" };

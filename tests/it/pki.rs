@@ -261,6 +261,7 @@ pub struct OldTlsServer {
 }
 
 impl OldTlsServer {
+    /// Starts it on 127.0.0.1 (a free port) presenting `cert`; returns once it listens.
     pub fn start(version_flag: &str, cert: &Path, key: &Path) -> OldTlsServer {
         let mut child = Command::new("openssl")
             .args(["s_server", version_flag, "-cipher", "DEFAULT@SECLEVEL=0"])

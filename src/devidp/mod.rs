@@ -67,6 +67,10 @@ pub struct DevIdpOptions {
     pub code_ttl: Duration,
     /// Lifetime of access and ID tokens.
     pub token_ttl: Duration,
+    /// The issuer identifier to publish instead of `http://<bound address>` (no trailing
+    /// slash), e.g. an `https://` URL when a TLS-terminating front forwards to this provider.
+    /// Its endpoints are `{issuer}/…`.
+    pub issuer: Option<String>,
 }
 
 impl Default for DevIdpOptions {
@@ -81,6 +85,7 @@ impl Default for DevIdpOptions {
             auto_login: None,
             code_ttl: Duration::from_secs(60),
             token_ttl: Duration::from_secs(3600),
+            issuer: None,
         }
     }
 }
@@ -97,6 +102,7 @@ impl fmt::Debug for DevIdpOptions {
             .field("auto_login", &self.auto_login)
             .field("code_ttl", &self.code_ttl)
             .field("token_ttl", &self.token_ttl)
+            .field("issuer", &self.issuer)
             .finish()
     }
 }
@@ -412,7 +418,10 @@ impl DevIdp {
 
         let listener = TcpListener::bind(opts.bind).await?;
         let addr = listener.local_addr()?;
-        let issuer = issuer_for(addr);
+        let issuer = match opts.issuer {
+            Some(issuer) => issuer.trim_end_matches('/').to_owned(),
+            None => issuer_for(addr),
+        };
         let (stop_tx, stop_rx) = watch::channel(false);
 
         let key_err = |e: KeyError| std::io::Error::other(format!("devidp signing key: {e}"));
@@ -468,7 +477,8 @@ impl DevIdp {
         })
     }
 
-    /// The issuer identifier, `http://127.0.0.1:PORT` (no trailing slash).
+    /// The issuer identifier, `http://127.0.0.1:PORT` (no trailing slash) unless
+    /// [`DevIdpOptions::issuer`] named another.
     pub fn issuer(&self) -> String {
         self.inner.shared.issuer.clone()
     }

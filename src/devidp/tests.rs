@@ -305,6 +305,27 @@ async fn discovery_document_lists_endpoints_and_capabilities() {
     }
 }
 
+#[tokio::test]
+async fn issuer_option_replaces_the_bound_address_everywhere() {
+    // A TLS-terminating front publishes the provider under an https issuer.
+    let idp = start(DevIdpOptions {
+        issuer: Some("https://idp.test:8443/".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(idp.issuer(), "https://idp.test:8443");
+    let doc = Http::new()
+        .get(
+            &format!("http://{}/.well-known/openid-configuration", idp.addr()),
+            &[],
+        )
+        .await
+        .json();
+    assert_eq!(doc["issuer"], "https://idp.test:8443");
+    assert_eq!(doc["token_endpoint"], "https://idp.test:8443/token");
+    assert_eq!(doc["jwks_uri"], "https://idp.test:8443/jwks");
+}
+
 // === the code flow ===
 
 #[tokio::test]

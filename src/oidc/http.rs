@@ -37,9 +37,13 @@ pub enum IdpHttpError {
     /// The request could not be built (bad URI); a programming or configuration error.
     #[error("invalid request to the identity provider")]
     InvalidRequest,
-    /// TCP connect, TLS handshake or HTTP exchange failed.
+    /// TCP connect or HTTP exchange failed.
     #[error("cannot reach the identity provider")]
     Unreachable(#[source] hyper_util::client::legacy::Error),
+    /// The TLS handshake failed (untrusted, expired or wrong-host certificate, a protocol
+    /// version below TLS 1.2, …); the source names rustls' reason.
+    #[error("TLS with the identity provider failed")]
+    Tls(#[source] hyper_util::client::legacy::Error),
     /// Connect or total deadline passed.
     #[error("the identity provider did not answer in time")]
     Timeout,
@@ -140,18 +144,33 @@ impl IdpHttp {
     }
 }
 
-/// A connect timeout surfaces as a connect error whose cause is `io::ErrorKind::TimedOut`.
+/// A connect timeout surfaces as a connect error whose cause is `io::ErrorKind::TimedOut`; a
+/// failed handshake as one whose cause is a `rustls::Error` (hyper-rustls wraps tokio-rustls'
+/// `io::Error` in another one, and `io::Error::source` skips the wrapped error itself, so
+/// wrapped errors are looked into too).
 fn classify(err: hyper_util::client::legacy::Error) -> IdpHttpError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&err);
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<io::Error>()
-            && io.kind() == io::ErrorKind::TimedOut
-        {
-            return IdpHttpError::Timeout;
+    let mut tls = false;
+    let mut pending: Vec<&(dyn std::error::Error + 'static)> =
+        std::error::Error::source(&err).into_iter().collect();
+    // Bounded: error chains are short; the cap only guards against a pathological cycle.
+    for _ in 0..32 {
+        let Some(e) = pending.pop() else { break };
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            if io.kind() == io::ErrorKind::TimedOut {
+                return IdpHttpError::Timeout;
+            }
+            if let Some(inner) = io.get_ref() {
+                pending.push(inner);
+            }
         }
-        source = s.source();
+        tls |= e.is::<rustls::Error>();
+        pending.extend(e.source());
     }
-    IdpHttpError::Unreachable(err)
+    if tls {
+        IdpHttpError::Tls(err)
+    } else {
+        IdpHttpError::Unreachable(err)
+    }
 }
 
 impl<'c> AsyncHttpClient<'c> for IdpHttp {
@@ -225,5 +244,20 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, IdpHttpError::Unreachable(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn failed_handshake_is_a_tls_error_naming_the_cause() {
+        // An https URL to a plain-HTTP server: rustls refuses what comes back.
+        let srv = TestServer::start(|_req| Reply::json(200, "{}")).await;
+        let url = srv.url("/").replacen("http://", "https://", 1);
+        let err = test_http().call(get(&url)).await.unwrap_err();
+        assert!(matches!(err, IdpHttpError::Tls(_)), "{err:?}");
+        let chain = crate::oidc::error_chain(&err);
+        assert!(
+            chain.starts_with("TLS with the identity provider failed: "),
+            "{chain}"
+        );
+        assert_eq!(srv.hits(), 0, "no HTTP request was served");
     }
 }

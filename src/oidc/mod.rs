@@ -868,9 +868,10 @@ fn parse_token_response(
 fn http_error(e: IdpHttpError, endpoint: Endpoint) -> LoginError {
     match e {
         IdpHttpError::Timeout => LoginError::Timeout,
-        IdpHttpError::Unreachable(_) | IdpHttpError::Body(_) | IdpHttpError::InvalidRequest => {
-            LoginError::Unavailable
-        }
+        IdpHttpError::Unreachable(_)
+        | IdpHttpError::Tls(_)
+        | IdpHttpError::Body(_)
+        | IdpHttpError::InvalidRequest => LoginError::Unavailable,
         IdpHttpError::Redirect(_) => LoginError::BadResponse {
             endpoint,
             what: "redirect (not followed)",

@@ -2,6 +2,7 @@
 //! upstream echo server, driven over HTTP. One binary (faster to build than one per file).
 #![allow(dead_code)]
 
+mod pki;
 mod support;
 
 mod bearer;

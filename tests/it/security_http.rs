@@ -391,6 +391,301 @@ async fn http_09_h2_to_h1_downgrade() {
     sec.finish().await;
 }
 
+// === A raw HTTP/2 client (RFC 9113 frames, RFC 7541 HPACK without Huffman) ===
+//
+// hyper's client and the h2 crate refuse to send malformed requests, so the HTTP-09 variants
+// are written frame by frame: connection preface, SETTINGS, one HEADERS frame (END_HEADERS,
+// END_STREAM unless DATA follows), the field block as "literal without indexing, new name"
+// representations (RFC 7541 §6.2.2) with raw (H = 0) strings.
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const FRAME_DATA: u8 = 0x0;
+const FRAME_HEADERS: u8 = 0x1;
+const FRAME_RST_STREAM: u8 = 0x3;
+const FRAME_SETTINGS: u8 = 0x4;
+const FRAME_GOAWAY: u8 = 0x7;
+const FLAG_END_STREAM: u8 = 0x1;
+const FLAG_ACK: u8 = 0x1;
+const FLAG_END_HEADERS: u8 = 0x4;
+const PROTOCOL_ERROR: u32 = 0x1;
+
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = len.to_be_bytes()[1..].to_vec();
+    f.extend([kind, flags]);
+    f.extend(stream.to_be_bytes());
+    f.extend(payload);
+    f
+}
+
+/// An HPACK integer with an `n`-bit prefix whose high bits are `first` (RFC 7541 §5.1).
+fn hpack_int(out: &mut Vec<u8>, first: u8, n: u32, mut v: usize) {
+    let max = (1usize << n) - 1;
+    if v < max {
+        out.push(first | v as u8);
+        return;
+    }
+    out.push(first | max as u8);
+    v -= max;
+    while v >= 128 {
+        out.push((v % 128) as u8 | 0x80);
+        v /= 128;
+    }
+    out.push(v as u8);
+}
+
+/// A field block of literal-without-indexing, new-name fields, bytes exactly as given.
+fn hpack_literals(fields: &[(&[u8], &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, value) in fields {
+        out.push(0x00);
+        hpack_int(&mut out, 0, 7, name.len());
+        out.extend(*name);
+        hpack_int(&mut out, 0, 7, value.len());
+        out.extend(*value);
+    }
+    out
+}
+
+/// Header fields as raw (name, value) bytes, in order.
+type Fields<'a> = Vec<(&'a [u8], &'a [u8])>;
+
+/// What the proxy did with stream 1.
+#[derive(Debug, PartialEq)]
+enum H2Outcome {
+    Status(u16),
+    Reset(u32),
+    GoAway(u32),
+    /// The connection ended (or 3 s passed) without any of the above.
+    Nothing,
+}
+
+/// Huffman-decodes a string of digits (RFC 7541 Appendix B: '0'..'2' are 5-bit codes
+/// 0..2, '3'..'9' 6-bit codes 0x19..0x1f; the padding is all ones).
+fn huffman_digits(bytes: &[u8]) -> Option<String> {
+    let bits: Vec<u8> = bytes
+        .iter()
+        .flat_map(|b| (0..8).rev().map(move |i| (b >> i) & 1))
+        .collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < bits.len() {
+        if bits[i..].iter().all(|&b| b == 1) && bits.len() - i < 8 {
+            break; // padding
+        }
+        let take = |n: usize| -> Option<u8> {
+            bits.get(i..i + n)
+                .map(|b| b.iter().fold(0u8, |a, &x| (a << 1) | x))
+        };
+        match take(5)? {
+            c @ 0..=2 => {
+                out.push((b'0' + c) as char);
+                i += 5;
+            }
+            _ => match take(6)? {
+                c @ 0x19..=0x1f => {
+                    out.push((b'3' + c - 0x19) as char);
+                    i += 6;
+                }
+                _ => return None,
+            },
+        }
+    }
+    Some(out)
+}
+
+/// The `:status` of a response field block: the first field, either indexed from the static
+/// table (8..=14) or a literal with the static name index 8 (RFC 7541 Appendix A).
+fn h2_status(block: &[u8]) -> Option<u16> {
+    let first = *block.first()?;
+    if first & 0x80 != 0 {
+        return [200, 204, 206, 304, 400, 404, 500]
+            .get(usize::from(first & 0x7f).checked_sub(8)?)
+            .copied();
+    }
+    let name_index = if first & 0x40 != 0 {
+        first & 0x3f
+    } else {
+        first & 0x0f
+    };
+    if name_index != 8 {
+        return None;
+    }
+    let (huffman, len) = (block[1] & 0x80 != 0, usize::from(block[1] & 0x7f));
+    let raw = block.get(2..2 + len)?;
+    let text = if huffman {
+        huffman_digits(raw)?
+    } else {
+        String::from_utf8(raw.to_vec()).ok()?
+    };
+    text.parse().ok()
+}
+
+/// Opens an h2c (prior knowledge) connection to `addr`, sends one request on stream 1 made of
+/// `fields` (and `data` in one DATA frame when given), and reads frames until the stream is
+/// answered, reset or the connection goes away.
+async fn h2_raw(
+    addr: std::net::SocketAddr,
+    fields: &[(&[u8], &[u8])],
+    data: Option<&[u8]>,
+) -> H2Outcome {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut out = H2_PREFACE.to_vec();
+    out.extend(h2_frame(FRAME_SETTINGS, 0, 0, &[]));
+    let flags = FLAG_END_HEADERS | if data.is_none() { FLAG_END_STREAM } else { 0 };
+    out.extend(h2_frame(FRAME_HEADERS, flags, 1, &hpack_literals(fields)));
+    if let Some(d) = data {
+        out.extend(h2_frame(FRAME_DATA, FLAG_END_STREAM, 1, d));
+    }
+    s.write_all(&out).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 16384];
+    loop {
+        while buf.len() >= 9 {
+            let len = u32::from_be_bytes([0, buf[0], buf[1], buf[2]]) as usize;
+            if buf.len() < 9 + len {
+                break;
+            }
+            let (kind, flags) = (buf[3], buf[4]);
+            let stream = u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]) & 0x7fff_ffff;
+            let payload = buf[9..9 + len].to_vec();
+            buf.drain(..9 + len);
+            let code_at = |i: usize| u32::from_be_bytes(payload[i..i + 4].try_into().unwrap());
+            match kind {
+                FRAME_SETTINGS if flags & FLAG_ACK == 0 => {
+                    let _ = s
+                        .write_all(&h2_frame(FRAME_SETTINGS, FLAG_ACK, 0, &[]))
+                        .await;
+                }
+                FRAME_HEADERS if stream == 1 => {
+                    // The server's SETTINGS allow no padding/priority surprises here: a
+                    // response block without PADDED or PRIORITY flags is expected.
+                    assert_eq!(flags & 0x28, 0, "padded or prioritised response headers");
+                    return h2_status(&payload)
+                        .map_or_else(|| panic!("no :status in {payload:02x?}"), H2Outcome::Status);
+                }
+                FRAME_RST_STREAM if stream == 1 => return H2Outcome::Reset(code_at(0)),
+                FRAME_GOAWAY => return H2Outcome::GoAway(code_at(4)),
+                _ => {}
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, s.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => return H2Outcome::Nothing,
+        }
+    }
+}
+
+#[test]
+fn h2_status_decodes_indexed_literal_and_huffman_forms() {
+    assert_eq!(h2_status(&[0x88]), Some(200));
+    assert_eq!(h2_status(&[0x8c]), Some(400));
+    assert_eq!(h2_status(b"\x48\x03401"), Some(401));
+    // Huffman: "401" is 011010 00000 00001 (0x68 0x01); "200" is 00010 00000 00000 and one
+    // bit of padding (0x10 0x01).
+    assert_eq!(h2_status(&[0x48, 0x82, 0x68, 0x01]), Some(401));
+    assert_eq!(h2_status(&[0x08, 0x82, 0x10, 0x01]), Some(200));
+    assert_eq!(h2_status(&[0x82]), None, ":method GET is not a status");
+}
+
+#[tokio::test]
+async fn http_09_malformed_h2_fields_never_reach_the_h1_upstream() {
+    let sec = Sec::start().await;
+    let base =
+        |method: &'static [u8], path: &'static [u8]| -> Vec<(&'static [u8], &'static [u8])> {
+            vec![
+                (b":method", method),
+                (b":scheme", b"https"),
+                (b":authority", b"app.example.com"),
+                (b":path", path),
+            ]
+        };
+    // Control: the raw client's well-formed request on the public route is answered and
+    // forwarded, with its extra field and its DATA (so a refusal below is about the field,
+    // not the client).
+    let mut control = base(b"POST", b"/public/control");
+    control.push((b"x-a", b"b"));
+    let ok = h2_raw(sec.proxy.addr, &control, Some(b"hello")).await;
+    assert_eq!(ok, H2Outcome::Status(200));
+    let seen = sec.up.last();
+    assert_eq!(
+        (
+            seen.uri.as_str(),
+            seen.one("x-a").as_deref(),
+            &seen.body[..]
+        ),
+        ("/public/control", Some("b"), &b"hello"[..])
+    );
+    let before = sec.up.count();
+
+    let chunked = format!("0\r\n\r\n{SMUGGLED}");
+    let rows: Vec<(&str, Fields, Option<&[u8]>)> = vec![
+        (
+            "CRLF in a value",
+            vec![(b"x-a", b"b\r\nX-Auth-Request-User: u-bob")],
+            None,
+        ),
+        (
+            "bare LF in a value",
+            vec![(b"x-a", b"b\nX-Auth-Request-User: u-bob")],
+            None,
+        ),
+        (
+            "upper-case name",
+            vec![(b"X-Auth-Request-User", b"u-bob")],
+            None,
+        ),
+        ("connection", vec![(b"connection", b"keep-alive")], None),
+        ("te other than trailers", vec![(b"te", b"gzip")], None),
+        (
+            "transfer-encoding",
+            vec![(b"transfer-encoding", b"chunked")],
+            Some(chunked.as_bytes()),
+        ),
+    ];
+    let mut cases: Vec<(&str, Fields, Option<&[u8]>)> = rows
+        .into_iter()
+        .map(|(name, extra, data)| {
+            let method: &'static [u8] = if data.is_some() { b"POST" } else { b"GET" };
+            let mut f = base(method, b"/public/h2");
+            f.extend(extra);
+            (name, f, data)
+        })
+        .collect();
+    cases.push((":path without a slash", base(b"GET", b"admin"), None));
+    cases.push((
+        ":method holding a request line",
+        base(b"GET /admin HTTP/1.1", b"/public/h2"),
+        None,
+    ));
+    for (name, fields, data) in cases {
+        let got = h2_raw(sec.proxy.addr, &fields, data).await;
+        assert!(
+            matches!(
+                got,
+                H2Outcome::Reset(PROTOCOL_ERROR)
+                    | H2Outcome::GoAway(PROTOCOL_ERROR)
+                    | H2Outcome::Status(400)
+            ),
+            "{name}: {got:?}"
+        );
+        assert_eq!(
+            sec.up.count(),
+            before,
+            "{name}: reached the upstream: {:?}",
+            sec.up.last()
+        );
+    }
+    // The proxy keeps serving HTTP/2.
+    let ok = h2_raw(sec.proxy.addr, &base(b"GET", b"/public/after"), None).await;
+    assert_eq!(ok, H2Outcome::Status(200));
+    assert_eq!(sec.up.count(), before + 1);
+    sec.finish().await;
+}
+
 #[tokio::test]
 async fn http_10_unread_bodies_pipelining_early_responses() {
     let sec = Sec::start().await;

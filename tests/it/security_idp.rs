@@ -1,11 +1,16 @@
 //! SECURITY.md §10 (IdP faults, IDP-01..IDP-07) and §11 (upstream faults, UP-01..UP-07).
 //! UP-01 is HOLDOUT: our own strongest inputs.
 
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
+use portcullis::devidp::DevIdp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::pki::{OldTlsServer, Pki, server_config, tls_front};
 use crate::security_support::*;
 use crate::support::*;
 
@@ -201,6 +206,236 @@ async fn idp_07_outbound_client_secret_encoding() {
         idp.last_token_request().unwrap().auth,
         portcullis::devidp::ClientAuth::Basic
     );
+}
+
+/// The development provider behind a TLS-terminating front on 127.0.0.1, published as
+/// `https://127.0.0.1:PORT` (the front's port), and the proxy configured for that issuer.
+struct TlsIdp {
+    idp: DevIdp,
+    issuer: String,
+    handshakes: Option<Arc<AtomicUsize>>,
+    _old_tls: Option<OldTlsServer>,
+}
+
+/// What serves the provider's https port in a row of `idp_07_tls_faults`.
+enum Front {
+    /// tokio-rustls (TLS 1.2/1.3) presenting this certificate and key.
+    Rustls(PathBuf, PathBuf),
+    /// `openssl s_server` with this version flag (`-tls1`, `-tls1_1`); it answers by itself
+    /// and never reaches the provider.
+    OldTls(&'static str, PathBuf, PathBuf),
+}
+
+impl TlsIdp {
+    async fn start(front: Front) -> TlsIdp {
+        let (listener, old) = match &front {
+            Front::Rustls(..) => (
+                Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()),
+                None,
+            ),
+            Front::OldTls(flag, cert, key) => (None, Some(OldTlsServer::start(flag, cert, key))),
+        };
+        let port = match (&listener, &old) {
+            (Some(l), _) => l.local_addr().unwrap().port(),
+            (_, Some(o)) => o.addr.port(),
+            _ => unreachable!(),
+        };
+        let issuer = format!("https://127.0.0.1:{port}");
+        let idp = idp_with(|o| o.issuer = Some(issuer.clone())).await;
+        idp.set_auto_login(Some(alice()));
+        let handshakes = match (front, listener) {
+            (Front::Rustls(cert, key), Some(l)) => Some(tls_front(
+                l,
+                server_config(&cert, &key, &[b"http/1.1"]),
+                idp.addr(),
+            )),
+            _ => None,
+        };
+        TlsIdp {
+            idp,
+            issuer,
+            handshakes,
+            _old_tls: old,
+        }
+    }
+
+    /// The proxy for this issuer: `/` protected, `/public` public, both to `up`; `ca` is
+    /// `server.upstream_ca_file`.
+    async fn proxy(&self, up: &Upstream, ca: Option<&std::path::Path>) -> Proxy {
+        let server = ca.map_or(String::new(), |ca| {
+            format!("upstream_ca_file = \"{}\"", ca.display())
+        });
+        let routes = format!(
+            "{}{}",
+            route("/public", &up.url(), "auth = \"public\""),
+            route("/", &up.url(), "")
+        );
+        let text = config(
+            &self.issuer,
+            "https://app.example.com",
+            &server,
+            "cookie_name = \"_portcullis\"",
+            &routes,
+        );
+        Proxy::start_unready(move |_| text).await
+    }
+
+    /// A login through the proxy: the browser's own visits to the provider go to its plain
+    /// port (the fixture's client speaks no TLS); discovery, JWKS, token and userinfo calls
+    /// of the proxy go through the https front.
+    async fn login(&self, b: &Browser, url: &str) -> Resp {
+        let r = b.get(url).await;
+        assert_eq!(r.status, StatusCode::FOUND, "{}", r.body);
+        let authorize = r.location().unwrap();
+        let plain = authorize
+            .strip_prefix(&self.issuer)
+            .map(|rest| format!("http://{}{rest}", self.idp.addr()))
+            .unwrap_or_else(|| panic!("not the provider: {authorize}"));
+        let r = b.get(&plain).await;
+        let callback = r.location().expect("auto-login redirects to the callback");
+        assert!(callback.starts_with("https://app.example.com/oauth2/callback?"));
+        b.follow(&callback).await.0
+    }
+}
+
+/// Waits (at most 10 s) for the proxy's first discovery failure logged for `issuer`.
+async fn discovery_failure(logs: &LogCapture, issuer: &str) -> String {
+    let needle = format!("issuer={issuer} ");
+    for _ in 0..200 {
+        if let Some(l) = logs
+            .lines_with(&["OpenID provider discovery failed", &needle])
+            .into_iter()
+            .next()
+        {
+            return l;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no discovery failure logged for {issuer}:\n{}", logs.text());
+}
+
+#[tokio::test]
+async fn idp_07_tls_faults() {
+    // SPEC: `server.upstream_ca_file` is an extra CA bundle for https upstreams and the IdP.
+    let logs = LogCapture::start();
+    let pki = Pki::new("idp07");
+    let good = pki.leaf("good", "127.0.0.1", "IP:127.0.0.1");
+
+    // Positive control: a certificate from the CA in upstream_ca_file, for the right host.
+    // Discovery, JWKS, token and userinfo all go over TLS and the login works.
+    let tls = TlsIdp::start(Front::Rustls(good.0.clone(), good.1.clone())).await;
+    let up = Upstream::start().await;
+    let proxy = tls.proxy(&up, Some(&pki.ca)).await;
+    proxy.wait_ready().await;
+    let b = Browser::new(proxy.addr);
+    let r = tls.login(&b, "https://app.example.com/private").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        up.last().one("x-auth-request-user").as_deref(),
+        Some("u-alice")
+    );
+    let counts = tls.idp.counts();
+    assert!(counts.discovery >= 1 && counts.jwks >= 1 && counts.token == 1);
+    assert!(tls.handshakes.as_ref().unwrap().load(Ordering::SeqCst) >= 1);
+    proxy.stop().await;
+
+    // The faults: each one is `idp_unavailable`, with the TLS cause in the log.
+    let self_signed = pki.self_signed("self", "127.0.0.1", "IP:127.0.0.1");
+    let expired = pki.expired_leaf("expired", "127.0.0.1", "IP:127.0.0.1");
+    let wrong_host = pki.leaf("wrong", "idp.other.example", "DNS:idp.other.example");
+    let rows: Vec<(&str, Front, bool, &[&str])> = vec![
+        (
+            "self-signed",
+            Front::Rustls(self_signed.0, self_signed.1),
+            true,
+            &["invalid peer certificate", "UnknownIssuer"],
+        ),
+        (
+            "expired",
+            Front::Rustls(expired.0, expired.1),
+            true,
+            &["invalid peer certificate", "expired"],
+        ),
+        (
+            "wrong host",
+            Front::Rustls(wrong_host.0, wrong_host.1),
+            true,
+            &["invalid peer certificate", "not valid for name"],
+        ),
+        (
+            // No insecure default: the CA-signed certificate without upstream_ca_file.
+            "CA not configured",
+            Front::Rustls(good.0.clone(), good.1.clone()),
+            false,
+            &["invalid peer certificate", "UnknownIssuer"],
+        ),
+        (
+            "TLS 1.0 only",
+            Front::OldTls("-tls1", good.0.clone(), good.1.clone()),
+            true,
+            &["received fatal alert: ProtocolVersion"],
+        ),
+        (
+            "TLS 1.1 only",
+            Front::OldTls("-tls1_1", good.0.clone(), good.1.clone()),
+            true,
+            &["received fatal alert: ProtocolVersion"],
+        ),
+    ];
+    for (name, front, with_ca, cause) in rows {
+        let tls = TlsIdp::start(front).await;
+        let up = Upstream::start().await;
+        let proxy = tls.proxy(&up, with_ca.then_some(pki.ca.as_path())).await;
+        let line = discovery_failure(&logs, &tls.issuer).await;
+        for c in ["TLS with the identity provider failed"]
+            .iter()
+            .chain(cause)
+        {
+            assert!(line.contains(c), "{name}: no TLS cause {c:?} in: {line}");
+        }
+        assert!(line.contains("WARN"), "{name}: {line}");
+        // Discovery never loads.
+        let ready = raw_get(proxy.addr, "/readyz", "app.example.com", "").await;
+        assert_eq!(raw_status(&ready), 503, "{name}: {ready}");
+        // A browser on a protected route: the idp-unavailable page (SPEC: 503), Retry-After.
+        let r = raw(proxy.addr, b"GET /private HTTP/1.1\r\nHost: app.example.com\r\nAccept: text/html\r\nConnection: close\r\n\r\n").await;
+        assert_eq!(raw_status(&r), 503, "{name}: {r}");
+        assert!(
+            r.to_ascii_lowercase().contains("retry-after: 5"),
+            "{name}: {r}"
+        );
+        assert!(
+            r.contains("identity provider cannot be reached"),
+            "{name}: {r}"
+        );
+        let r = raw_get(
+            proxy.addr,
+            "/oauth2/start?rd=/private",
+            "app.example.com",
+            "",
+        )
+        .await;
+        assert_eq!(raw_status(&r), 503, "{name}: {r}");
+        assert!(r.contains(r#""error":"idp_unavailable""#), "{name}: {r}");
+        // Nothing passed the TLS handshake: the provider and the upstream saw nothing.
+        assert_eq!(
+            tls.idp.counts().discovery,
+            0,
+            "{name}: the provider was reached"
+        );
+        if let Some(h) = &tls.handshakes {
+            assert_eq!(h.load(Ordering::SeqCst), 0, "{name}: a handshake completed");
+        }
+        assert_eq!(up.count(), 0, "{name}: the upstream was reached");
+        // The process keeps serving: health, and a public route.
+        let r = raw_get(proxy.addr, "/healthz", "app.example.com", "").await;
+        assert_eq!(raw_status(&r), 200, "{name}: {r}");
+        let r = raw_get(proxy.addr, "/public/ok", "app.example.com", "").await;
+        assert_eq!(raw_status(&r), 200, "{name}: {r}");
+        assert_eq!(up.count(), 1);
+        proxy.stop().await;
+    }
+    assert!(!logs.text().contains(CLIENT_SECRET), "a secret was logged");
 }
 
 // === Upstream faults ===

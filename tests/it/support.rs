@@ -228,6 +228,13 @@ pub struct Proxy {
 impl Proxy {
     /// Starts the proxy on 127.0.0.1:0 with a config built by `toml(port)`.
     pub async fn start(toml: impl FnOnce(u16) -> String) -> Proxy {
+        let p = Proxy::start_unready(toml).await;
+        p.wait_ready().await;
+        p
+    }
+
+    /// Starts the proxy like [`Proxy::start`] without waiting for discovery.
+    pub async fn start_unready(toml: impl FnOnce(u16) -> String) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let text = toml(addr.port());
@@ -242,13 +249,11 @@ impl Proxy {
             .await
             .unwrap();
         });
-        let p = Proxy {
+        Proxy {
             addr,
             stop: Some(tx),
             done: Some(done),
-        };
-        p.wait_ready().await;
-        p
+        }
     }
 
     /// Waits until /readyz answers 200 (discovery loaded), at most 10 s.

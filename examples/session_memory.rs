@@ -152,7 +152,7 @@ fn session(i: usize, now: SystemTime) -> Session {
     let Value::Object(claims) = claims else {
         unreachable!("json! object")
     };
-    let sid = claims.get("sid").and_then(Value::as_str).map(str::to_owned);
+    let sid = claims.get("sid").and_then(Value::as_str).map(Into::into);
     Session {
         id: SessionId::generate(),
         // As the login callback stores it: only the claims `[headers.claims]` names are kept

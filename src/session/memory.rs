@@ -291,7 +291,7 @@ mod tests {
             id_token: format!("id-token-of-{sub}").into(),
             access_token: format!("access-token-of-{sub}").into(),
             refresh_token: None,
-            sid: sid.map(str::to_owned),
+            sid: sid.map(Into::into),
             created_at: now,
             expires_at: now + lifetime,
         }

@@ -109,7 +109,7 @@ pub struct Session {
     pub access_token: Secret,
     pub refresh_token: Option<Secret>,
     /// The IdP session id (`sid` claim), for back-channel logout.
-    pub sid: Option<String>,
+    pub sid: Option<Box<str>>,
     /// Login time: the absolute lifetime counts from here.
     pub created_at: SystemTime,
     /// `created_at + lifetime`: past it the session does not exist, whatever the cache says.

@@ -425,7 +425,7 @@ mod tests {
             ),
         ];
         for (input, value, skipped, truncated) in cases {
-            let got = groups_header_value(&groups(input));
+            let got = groups_header_value(groups(input));
             assert_eq!(
                 got.value.as_ref().map(HeaderValue::as_bytes),
                 value.map(str::as_bytes),

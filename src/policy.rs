@@ -102,8 +102,7 @@ fn listed_domain<'r>(route: &'r RouteConfig, email: &str) -> Option<&'r str> {
 fn matching_group<'i>(route: &RouteConfig, id: &'i Identity) -> Option<&'i str> {
     id.groups
         .iter()
-        .find(|g| route.allow_groups.iter().any(|a| a == *g))
-        .map(String::as_str)
+        .find(|g| route.allow_groups.iter().any(|a| a == g))
 }
 
 /// The policy's decision with the reason for each list, for `portcullis explain`.

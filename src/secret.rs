@@ -11,12 +11,15 @@ use std::fmt;
 use subtle::ConstantTimeEq;
 
 /// A secret string: never printed.
+///
+/// Held as a `Box<str>`: exactly the token's bytes, no spare capacity, 16 bytes inline
+/// (a session holds three).
 #[derive(Clone)]
-pub struct Secret(String);
+pub struct Secret(Box<str>);
 
 impl Secret {
     pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
+        Secret(s.into().into_boxed_str())
     }
 
     /// The secret itself; call only where it is sent or used as key material.
@@ -36,13 +39,13 @@ impl Secret {
 
 impl From<&str> for Secret {
     fn from(s: &str) -> Self {
-        Secret(s.to_owned())
+        Secret(s.into())
     }
 }
 
 impl From<String> for Secret {
     fn from(s: String) -> Self {
-        Secret(s)
+        Secret(s.into_boxed_str())
     }
 }
 

@@ -315,7 +315,7 @@ impl App {
             id_token: outcome.id_token,
             access_token: outcome.access_token,
             refresh_token: outcome.refresh_token,
-            sid: outcome.sid,
+            sid: outcome.sid.map(String::into_boxed_str),
             created_at: now,
             expires_at: now + self.cfg.session.lifetime,
         };

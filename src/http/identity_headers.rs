@@ -132,12 +132,13 @@ pub struct GroupsValue {
 /// `admins`). Spaces inside a name are kept (`Domain Users`). At most
 /// [`MAX_GROUPS`] names and [`MAX_VALUE_BYTES`] bytes are included; the rest
 /// are dropped and `truncated` is set.
-pub fn groups_header_value(groups: &[String]) -> GroupsValue {
+pub fn groups_header_value(groups: impl IntoIterator<Item = impl AsRef<str>>) -> GroupsValue {
     let mut joined = String::new();
     let mut included = 0;
     let mut skipped = 0;
     let mut truncated = false;
     for name in groups {
+        let name = name.as_ref();
         if !is_safe_group_name(name) {
             skipped += 1;
             continue;
@@ -424,7 +425,7 @@ mod tests {
             ),
         ];
         for (input, value, skipped, truncated) in cases {
-            let got = groups_header_value(&groups(input));
+            let got = groups_header_value(groups(input));
             assert_eq!(
                 got.value.as_ref().map(HeaderValue::as_bytes),
                 value.map(str::as_bytes),

@@ -52,7 +52,7 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use crate::config::{OidcConfig, Secret};
-use crate::identity::Identity;
+use crate::identity::{Groups, Identity};
 
 pub use self::bearer::BearerError;
 pub use self::http::{IdpHttp, IdpHttpError};
@@ -887,21 +887,17 @@ fn http_error(e: IdpHttpError, endpoint: Endpoint) -> LoginError {
 /// only as strings, `email_verified` only as a JSON boolean, groups from `groups_claim` as an
 /// array of strings (non-strings ignored) or a single string (a one-element list).
 pub fn identity_from_claims(claims: Map<String, Value>, groups_claim: &str) -> Identity {
-    let string = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
+    let string = |name: &str| claims.get(name).and_then(Value::as_str);
     let groups = match claims.get(groups_claim) {
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect(),
-        Some(Value::String(s)) => vec![s.clone()],
-        _ => Vec::new(),
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
+        Some(Value::String(s)) => [s].into_iter().collect(),
+        _ => Groups::default(),
     };
     Identity {
-        sub: string("sub").unwrap_or_default(),
-        email: string("email"),
+        sub: string("sub").unwrap_or_default().to_owned(),
+        email: string("email").map(Into::into),
         email_verified: claims.get("email_verified").and_then(Value::as_bool),
-        preferred_username: string("preferred_username"),
+        preferred_username: string("preferred_username").map(Into::into),
         groups,
         claims,
     }

@@ -92,7 +92,7 @@ impl SessionCookies {
     /// `Set-Cookie` value carrying `id` sealed with the first secret.
     pub fn set_cookie(&self, id: &SessionId) -> HeaderValue {
         let mut c = self.template.clone();
-        c.set_value(self.keys.seal(&self.name, id.as_str()));
+        c.set_value(self.keys.seal(&self.name, &id.encode()));
         to_header(&c)
     }
 
@@ -440,7 +440,7 @@ mod tests {
             assert!(value.starts_with(&format!("{}=", cfg.cookie_name)), "{s}");
             assert_eq!(&s[value.len()..], attrs, "{s}");
             assert!(s.len() <= 4096);
-            assert!(!s.contains(id.as_str()), "the id is sealed");
+            assert!(!s.contains(&id.encode()), "the id is sealed");
 
             let clear = c.clear_cookie();
             let clear = clear.to_str().expect("ascii");

@@ -22,7 +22,8 @@
 //! exact, but moka's per-entry timer wheel frees an expired entry (and notifies) only about a
 //! second after its deadline.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -46,79 +47,78 @@ pub struct MemoryStore {
     ends: broadcast::Sender<SessionId>,
 }
 
-/// Which live sessions belong to an IdP session (`sid`) or a subject (`sub`).
+/// Which live sessions belong to an IdP session (`sid`) or a subject (`sub`), in one
+/// ordered map of about 40 bytes per entry (two entries per session, none per id).
 ///
-/// `by_id` remembers what each session was indexed under and *which value* was indexed
-/// (a `Weak` to compare pointers), so the removal of an old value — replaced by a token
-/// refresh, or racing with one — never un-indexes the value that replaced it. Every set is
-/// removed when it empties, so the index never holds more than the cache does.
-#[derive(Default)]
+/// An entry is keyed by a keyed 64-bit hash of the `sid` (or `sub`, domain-separated) and the
+/// address of the very session *value* it was added for, and holds a [`Weak`] to that value.
+/// Lookups upgrade the candidates and compare their real `sid`/`sub`, so a hash collision
+/// costs a comparison, never a wrong logout; the hash key is random per store
+/// ([`RandomState`]), so colliding names cannot be chosen in advance. Entries belong to a
+/// value, not an id: when a token refresh replaces a session under the same id, the removal
+/// of the old value (whenever the eviction listener runs) takes only the old value's entries,
+/// never those of the value that replaced it. The listener removes every value's entries, so
+/// the index never holds more than the cache does; while an entry exists its `Weak` keeps the
+/// value's allocation, so an address is never reused by another indexed value.
 struct Index {
-    by_sid: HashMap<String, HashSet<SessionId>>,
-    by_sub: HashMap<String, HashSet<SessionId>>,
-    by_id: HashMap<SessionId, Indexed>,
+    hasher: RandomState,
+    entries: BTreeMap<(u64, usize), Weak<Session>>,
 }
 
-struct Indexed {
-    sid: Option<String>,
-    sub: String,
-    value: Weak<Session>,
+/// What an index key names: the `sid` or the `sub`.
+#[derive(Clone, Copy, Hash)]
+enum Kind {
+    Sid,
+    Sub,
 }
 
 impl Index {
+    fn new() -> Self {
+        Index {
+            hasher: RandomState::new(),
+            entries: BTreeMap::new(),
+        }
+    }
+
+    fn key(&self, kind: Kind, name: &str) -> u64 {
+        self.hasher.hash_one((kind, name))
+    }
+
+    /// The keys `session` is indexed under.
+    fn keys(&self, session: &Arc<Session>) -> impl Iterator<Item = (u64, usize)> + use<> {
+        let at = Arc::as_ptr(session) as usize;
+        let sid = session
+            .sid
+            .as_deref()
+            .map(|sid| (self.key(Kind::Sid, sid), at));
+        let sub = (self.key(Kind::Sub, &session.identity.sub), at);
+        sid.into_iter().chain(std::iter::once(sub))
+    }
+
     fn add(&mut self, session: &Arc<Session>) {
-        self.forget(&session.id);
-        let id = &session.id;
-        if let Some(sid) = &session.sid {
-            self.by_sid
-                .entry(sid.clone())
-                .or_default()
-                .insert(id.clone());
-        }
-        let sub = session.identity.sub.clone();
-        self.by_sub
-            .entry(sub.clone())
-            .or_default()
-            .insert(id.clone());
-        let value = Arc::downgrade(session);
-        self.by_id.insert(
-            id.clone(),
-            Indexed {
-                sid: session.sid.clone(),
-                sub,
-                value,
-            },
-        );
-    }
-
-    /// Un-indexes `id` if it is still indexed for this very value.
-    fn forget_value(&mut self, id: &SessionId, value: &Arc<Session>) {
-        let current = self
-            .by_id
-            .get(id)
-            .is_some_and(|i| std::ptr::eq(i.value.as_ptr(), Arc::as_ptr(value)));
-        if current {
-            self.forget(id);
+        for key in self.keys(session) {
+            self.entries.insert(key, Arc::downgrade(session));
         }
     }
 
-    fn forget(&mut self, id: &SessionId) {
-        let Some(Indexed { sid, sub, .. }) = self.by_id.remove(id) else {
-            return;
-        };
-        if let Some(sid) = sid {
-            remove_from(&mut self.by_sid, &sid, id);
+    /// Un-indexes this very value (other values under the same id keep their entries).
+    fn forget(&mut self, session: &Arc<Session>) {
+        for key in self.keys(session) {
+            self.entries.remove(&key);
         }
-        remove_from(&mut self.by_sub, &sub, id);
     }
-}
 
-fn remove_from(map: &mut HashMap<String, HashSet<SessionId>>, key: &str, id: &SessionId) {
-    if let Some(set) = map.get_mut(key) {
-        set.remove(id);
-        if set.is_empty() {
-            map.remove(key);
-        }
+    /// The live values indexed under `name` whose real `sid`/`sub` is `name`.
+    fn find(&self, kind: Kind, name: &str) -> Vec<Arc<Session>> {
+        let key = self.key(kind, name);
+        self.entries
+            .range((key, 0)..=(key, usize::MAX))
+            .filter_map(|(_, value)| value.upgrade())
+            .filter(|s| match kind {
+                Kind::Sid => s.sid.as_deref() == Some(name),
+                Kind::Sub => s.identity.sub == name,
+            })
+            .collect()
     }
 }
 
@@ -164,7 +164,7 @@ impl MemoryStore {
     /// `created_at` (the session's own `expires_at` is authoritative) and `idle_timeout`
     /// since its last [`get`](Self::get).
     pub fn new(max_sessions: u64, lifetime: Duration, idle_timeout: Duration) -> Self {
-        let index = Arc::new(Mutex::new(Index::default()));
+        let index = Arc::new(Mutex::new(Index::new()));
         let (ends, _) = broadcast::channel(ENDS_CAPACITY);
         let listener_index = Arc::clone(&index);
         let listener_ends = ends.clone();
@@ -175,7 +175,7 @@ impl MemoryStore {
             .time_to_idle(idle_timeout)
             .expire_after(AbsoluteLifetime { cap: lifetime })
             .eviction_listener(move |id: Arc<SessionId>, value: Arc<Session>, cause| {
-                lock(&listener_index).forget_value(&id, &value);
+                lock(&listener_index).forget(&value);
                 // Replaced: the id lives on with a new value (a refresh); not an end.
                 if cause == RemovalCause::Replaced {
                     return;
@@ -227,14 +227,14 @@ impl MemoryStore {
     /// Ends every session bound to the IdP session `sid` (back-channel logout, sign-out);
     /// returns how many were live.
     pub async fn remove_by_sid(&self, sid: &str) -> usize {
-        let ids = ids_in(&lock(&self.index).by_sid, sid);
-        self.remove_all(ids).await
+        let found = lock(&self.index).find(Kind::Sid, sid);
+        self.remove_all(found).await
     }
 
     /// Ends every session of the subject `sub`; returns how many were live.
     pub async fn remove_by_sub(&self, sub: &str) -> usize {
-        let ids = ids_in(&lock(&self.index).by_sub, sub);
-        self.remove_all(ids).await
+        let found = lock(&self.index).find(Kind::Sub, sub);
+        self.remove_all(found).await
     }
 
     /// Number of live sessions, after letting moka process pending evictions and expiries.
@@ -259,11 +259,11 @@ impl MemoryStore {
         self.ends.subscribe()
     }
 
-    async fn remove_all(&self, ids: Vec<SessionId>) -> usize {
+    async fn remove_all(&self, sessions: Vec<Arc<Session>>) -> usize {
         let mut removed = 0;
-        for id in ids {
+        for session in sessions {
             // The listener (run by `remove`) updates the index; the lock is not held here.
-            if self.cache.remove(&id).await.is_some() {
+            if self.cache.remove(&session.id).await.is_some() {
                 removed += 1;
             }
         }
@@ -271,14 +271,10 @@ impl MemoryStore {
     }
 }
 
-fn ids_in(map: &HashMap<String, HashSet<SessionId>>, key: &str) -> Vec<SessionId> {
-    map.get(key)
-        .map(|set| set.iter().cloned().collect())
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+
     use super::*;
     use crate::identity::Identity;
 
@@ -295,7 +291,7 @@ mod tests {
             id_token: format!("id-token-of-{sub}").into(),
             access_token: format!("access-token-of-{sub}").into(),
             refresh_token: None,
-            sid: sid.map(str::to_owned),
+            sid: sid.map(Into::into),
             created_at: now,
             expires_at: now + lifetime,
         }
@@ -310,9 +306,26 @@ mod tests {
         }
     }
 
+    /// (`sid` entries, `sub` entries, distinct session values) in the index; every entry must
+    /// still name a live value (the listener removes an ended value's entries).
     fn index_sizes(store: &MemoryStore) -> (usize, usize, usize) {
         let index = lock(&store.index);
-        (index.by_sid.len(), index.by_sub.len(), index.by_id.len())
+        let (mut sids, mut subs, mut values) = (0, 0, HashSet::new());
+        for (&(key, at), value) in &index.entries {
+            let s = value.upgrade().expect("an indexed value is live");
+            assert_eq!(at, Arc::as_ptr(&s) as usize);
+            values.insert(at);
+            if s.sid
+                .as_deref()
+                .is_some_and(|sid| key == index.key(Kind::Sid, sid))
+            {
+                sids += 1;
+            } else {
+                assert_eq!(key, index.key(Kind::Sub, &s.identity.sub));
+                subs += 1;
+            }
+        }
+        (sids, subs, values.len())
     }
 
     #[tokio::test]

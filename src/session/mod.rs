@@ -30,11 +30,13 @@ const ID_BYTES: usize = 32;
 /// Length of the base64url (unpadded) encoding of [`ID_BYTES`].
 pub const ID_LEN: usize = 43;
 
-/// An opaque session id: 32 bytes from the CSPRNG, base64url without padding (43 chars).
+/// An opaque session id: 32 bytes from the CSPRNG, held as the bytes themselves (no heap;
+/// the store keys on them) and spelled base64url without padding (43 chars) only where it
+/// leaves the process, sealed in the cookie ([`encode`](Self::encode)).
 ///
 /// `Debug` never shows the value (it is a bearer credential); equality is constant-time.
 #[derive(Clone)]
-pub struct SessionId(String);
+pub struct SessionId([u8; ID_BYTES]);
 
 impl SessionId {
     /// A fresh id from [`SystemRandom`].
@@ -48,15 +50,15 @@ impl SessionId {
         SystemRandom::new()
             .fill(&mut bytes)
             .expect("the operating system's random generator failed");
-        SessionId(URL_SAFE_NO_PAD.encode(bytes))
+        SessionId(bytes)
     }
 
-    /// The base64url text (what the cookie seals and the store keys on).
-    pub fn as_str(&self) -> &str {
-        &self.0
+    /// The base64url text (what the cookie seals; [`parse`](Self::parse) reads it back).
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.0)
     }
 
-    /// Accepts exactly the shape [`generate`](Self::generate) produces: 43 base64url characters
+    /// Accepts exactly the shape [`encode`](Self::encode) produces: 43 base64url characters
     /// that decode canonically to 32 bytes. Anything else is `None`.
     pub fn parse(s: &str) -> Option<Self> {
         if s.len() != ID_LEN
@@ -67,14 +69,17 @@ impl SessionId {
             return None;
         }
         // Rejects non-canonical trailing bits, so one id has exactly one spelling.
-        let decoded = URL_SAFE_NO_PAD.decode(s).ok()?;
-        (decoded.len() == ID_BYTES).then(|| SessionId(s.to_owned()))
+        // Room for base64's decoded-length estimate (a multiple of 3), not just the 32 bytes.
+        let mut buf = [0u8; ID_BYTES + 4];
+        let n = URL_SAFE_NO_PAD.decode_slice(s, &mut buf).ok()?;
+        let bytes: [u8; ID_BYTES] = buf.get(..n)?.try_into().ok()?;
+        Some(SessionId(bytes))
     }
 }
 
 impl PartialEq for SessionId {
     fn eq(&self, other: &Self) -> bool {
-        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
+        self.0.ct_eq(&other.0).into()
     }
 }
 
@@ -104,7 +109,7 @@ pub struct Session {
     pub access_token: Secret,
     pub refresh_token: Option<Secret>,
     /// The IdP session id (`sid` claim), for back-channel logout.
-    pub sid: Option<String>,
+    pub sid: Option<Box<str>>,
     /// Login time: the absolute lifetime counts from here.
     pub created_at: SystemTime,
     /// `created_at + lifetime`: past it the session does not exist, whatever the cache says.
@@ -149,7 +154,7 @@ mod tests {
     #[test]
     fn generated_ids_are_unique_43_char_base64url() {
         let ids: HashSet<String> = (0..10_000)
-            .map(|_| SessionId::generate().as_str().to_owned())
+            .map(|_| SessionId::generate().encode())
             .collect();
         assert_eq!(ids.len(), 10_000);
         for id in &ids {
@@ -161,8 +166,9 @@ mod tests {
     #[test]
     fn parse_accepts_only_the_generated_shape() {
         let good = SessionId::generate();
-        assert_eq!(SessionId::parse(good.as_str()), Some(good.clone()));
-        let s = good.as_str();
+        let encoded = good.encode();
+        assert_eq!(SessionId::parse(&encoded), Some(good.clone()));
+        let s = encoded.as_str();
         let cases: Vec<String> = vec![
             String::new(),
             s[..42].to_owned(),
@@ -199,7 +205,7 @@ mod tests {
         };
         let shown = format!("{session:?} {id:?}");
         for secret in [
-            id.as_str(),
+            id.encode().as_str(),
             "ID-TOKEN-SECRET",
             "ACCESS-TOKEN-SECRET",
             "REFRESH-TOKEN-SECRET",

@@ -43,7 +43,7 @@ use crate::identity::Identity;
 use crate::oidc::{IdpHttp, Provider};
 use crate::policy::{self, Decision};
 use crate::proxy::upgrade::Tunnels;
-use crate::proxy::{self, UpstreamClient};
+use crate::proxy::{self, Clients};
 use crate::route::RouteTable;
 use crate::server::ConnInfo;
 use crate::session::cookie::{NoSession, SessionCookies, strip_own_cookies};
@@ -71,14 +71,6 @@ pub struct App {
     /// `https://app.example.com` (no trailing slash).
     pub(crate) public_origin: String,
     request_ids: RequestIds,
-}
-
-/// The upstream clients of one worker thread.
-struct Clients {
-    /// HTTP/1.1 and (for https upstreams, by ALPN) HTTP/2.
-    any: UpstreamClient,
-    /// HTTP/1.1 only, for WebSocket upgrades.
-    h1: UpstreamClient,
 }
 
 /// What the access log records about one request. Filled only while the access log is
@@ -155,10 +147,7 @@ impl App {
         let upstream_tls = crate::tls::client_config(s.upstream_ca_file.as_deref())?;
         let connect_timeout = std::time::Duration::from_secs(10);
         let clients = (0..=crate::server::worker_count())
-            .map(|_| Clients {
-                any: proxy::client::build(upstream_tls.clone(), connect_timeout, true),
-                h1: proxy::client::build(upstream_tls.clone(), connect_timeout, false),
-            })
+            .map(|_| Clients::new(upstream_tls.clone(), cfg.routes.len(), connect_timeout))
             .collect();
         let routes = RouteTable::new(&cfg.routes);
         let session_cookies = SessionCookies::new(&cfg.session, &s.public_url);
@@ -445,10 +434,13 @@ impl App {
             .boxed();
         let req = Request::from_parts(parts, body);
         let own = |name: &str| self.is_own_cookie(name);
-        let clients = self.clients();
+        let target = proxy::Target {
+            clients: self.clients(),
+            route: route.index,
+            upstream: &route.upstream,
+        };
         match proxy::send(
-            &clients.any,
-            &clients.h1,
+            target,
             req,
             upstream_host,
             self.cfg.server.request_timeout,

@@ -9,6 +9,7 @@
 //! becomes a blind tunnel (SECURITY HTTP-08).
 
 pub mod client;
+pub mod pool;
 pub mod upgrade;
 
 use std::time::Duration;
@@ -22,6 +23,35 @@ use crate::http::body::{Body, stream};
 use crate::http::hop;
 
 pub use client::UpstreamClient;
+pub use pool::{H1Pool, PoolError};
+
+/// The upstream clients of one worker thread (see [`crate::server::serve`]).
+pub struct Clients {
+    /// Plain-`http` upstreams, HTTP/1.1: the hot path.
+    pub pool: H1Pool,
+    /// `https` upstreams: HTTP/1.1 or HTTP/2 by ALPN.
+    pub any: UpstreamClient,
+    /// HTTP/1.1 only, for WebSocket upgrades.
+    pub h1: UpstreamClient,
+}
+
+impl Clients {
+    /// The clients for a proxy with `routes` routes.
+    pub fn new(tls: rustls::ClientConfig, routes: usize, connect_timeout: Duration) -> Self {
+        Clients {
+            pool: H1Pool::new(routes, 256, connect_timeout),
+            any: client::build(tls.clone(), connect_timeout, true),
+            h1: client::build(tls, connect_timeout, false),
+        }
+    }
+}
+
+/// Where a request goes: the worker's clients, the route (its pool slot) and its upstream.
+pub struct Target<'a> {
+    pub clients: &'a Clients,
+    pub route: usize,
+    pub upstream: &'a Upstream,
+}
 
 /// Why the upstream gave no usable response.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +60,8 @@ pub enum ProxyError {
     Timeout(Duration),
     #[error("upstream connection failed: {0}")]
     Connect(#[source] hyper_util::client::legacy::Error),
+    #[error("upstream connection failed: {0}")]
+    Pool(#[source] PoolError),
     #[error("upstream answered 101 to a request that asked for no upgrade")]
     UnexpectedUpgrade,
     #[error("cannot build the upstream request: {0}")]
@@ -50,6 +82,8 @@ impl ProxyError {
             ProxyError::Timeout(_) => "upstream_timeout",
             ProxyError::Connect(e) if e.is_connect() => "connect_failed",
             ProxyError::Connect(_) => "upstream_reset",
+            ProxyError::Pool(e) if e.is_connect() => "connect_failed",
+            ProxyError::Pool(_) => "upstream_reset",
             ProxyError::UnexpectedUpgrade => "unexpected_upgrade",
             ProxyError::Build(_) => "bad_request",
         }
@@ -83,15 +117,15 @@ pub struct Upstreamed {
     pub upgraded: Option<OnUpgrade>,
 }
 
-/// Sends `req` (headers prepared, URI set by the caller) and cleans the response.
+/// Sends `req` (headers prepared, absolute URI set by the caller) and cleans the response.
+/// Plain-`http` upstreams go through the worker's [`H1Pool`], `https` ones through the
+/// general client (HTTP/2 by ALPN).
 /// `own_cookie`: predicate for the proxy's cookie names, stripped from upstream `Set-Cookie`.
 /// `websocket`: the request is a WebSocket upgrade; it goes over `h1_client` (HTTP/1.1 only)
 /// with `Connection: upgrade` + `Upgrade: websocket` re-added, and a `101` answer yields the
 /// upstream half of the tunnel.
-#[allow(clippy::too_many_arguments)]
 pub async fn send(
-    client: &UpstreamClient,
-    h1_client: &UpstreamClient,
+    target: Target<'_>,
     mut req: Request<Body>,
     host: Option<HeaderValue>,
     timeout: Duration,
@@ -108,17 +142,31 @@ pub async fn send(
     }
     *req.version_mut() = http::Version::HTTP_11;
     req.extensions_mut().clear();
-    let client = if websocket {
+    let sent = if websocket {
         let h = req.headers_mut();
         h.insert(CONNECTION, HeaderValue::from_static("upgrade"));
         h.insert(UPGRADE, HeaderValue::from_static("websocket"));
-        h1_client
+        tokio::time::timeout(timeout, target.clients.h1.request(req))
+            .await
+            .map(|r| r.map_err(ProxyError::Connect))
+    } else if target.upstream.https {
+        tokio::time::timeout(timeout, target.clients.any.request(req))
+            .await
+            .map(|r| r.map_err(ProxyError::Connect))
     } else {
-        client
+        // The pool speaks to the origin directly: origin-form target (RFC 9112 §3.2.1).
+        if let Some(pq) = req.uri().path_and_query().cloned() {
+            *req.uri_mut() = Uri::from(pq);
+        }
+        let up = target.upstream;
+        let pool = &target.clients.pool;
+        tokio::time::timeout(timeout, pool.send(target.route, &up.host, up.port, req))
+            .await
+            .map(|r| r.map_err(ProxyError::Pool))
     };
-    let mut resp = match tokio::time::timeout(timeout, client.request(req)).await {
+    let mut resp = match sent {
         Err(_) => return Err(ProxyError::Timeout(timeout)),
-        Ok(Err(e)) => return Err(ProxyError::Connect(e)),
+        Ok(Err(e)) => return Err(e),
         Ok(Ok(resp)) => resp,
     };
     let mut upgraded = None;

@@ -389,12 +389,7 @@ impl App {
             }
             Err(e) => {
                 tracing::error!(request_id = %rid, event = "upstream_error", reason = e.reason(), route = %route.label(), "upstream failed");
-                let msg = if e.status() == StatusCode::GATEWAY_TIMEOUT {
-                    "The service did not answer in time."
-                } else {
-                    "The service is unavailable."
-                };
-                self.page(e.status(), e.reason(), msg, rid, client)
+                self.page(e.status(), e.reason(), e.message(), rid, client)
             }
         }
     }

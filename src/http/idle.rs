@@ -18,12 +18,14 @@
 //! `Sleep::reset` of a single pinned timer, created on the first wait.
 //!
 //! The upstream's response-head deadline starts once the request body has been sent
-//! ([`response_head`]): an upload that keeps moving is never cut by `request_timeout`.
+//! ([`response_head`]): an upload that keeps moving is never cut by `request_timeout`. While it
+//! moves, an upstream that stops taking it (nginx's `proxy_send_timeout`) for `request_timeout`
+//! is a 504 like one that does not answer.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -64,8 +66,13 @@ impl std::fmt::Display for Side {
 /// What the sender of a request learns about its streamed request body.
 #[derive(Debug, Default)]
 pub struct RequestBody {
+    /// The last frame was handed over.
     sent: Notify,
     timed_out: AtomicBool,
+    /// Frames handed over so far (the upstream is taking the body).
+    frames: AtomicU64,
+    /// The wrapper waits for the client (the client's turn, not the upstream's).
+    waiting: AtomicBool,
 }
 
 impl RequestBody {
@@ -116,14 +123,16 @@ where
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
                 this.waiting = false;
-                if let Some(p) = &this.progress
-                    && match &frame {
+                if let Some(p) = &this.progress {
+                    p.waiting.store(false, Ordering::Relaxed);
+                    p.frames.fetch_add(1, Ordering::Relaxed);
+                    if match &frame {
                         None => true,
                         Some(Ok(_)) => this.inner.is_end_stream(),
                         Some(Err(_)) => false,
+                    } {
+                        p.sent.notify_one();
                     }
-                {
-                    p.sent.notify_one();
                 }
                 Poll::Ready(frame.map(|r| r.map_err(Into::into)))
             }
@@ -139,6 +148,11 @@ where
                         .sleep
                         .insert(Box::pin(tokio::time::sleep(this.timeout))),
                 };
+                if !this.waiting
+                    && let Some(p) = &this.progress
+                {
+                    p.waiting.store(true, Ordering::Relaxed);
+                }
                 this.waiting = true;
                 if sleep.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
@@ -213,8 +227,13 @@ pub fn request(body: Body, idle: Duration) -> (Body, Option<Arc<RequestBody>>) {
 }
 
 /// Awaits `head` (the upstream's response head) at most `timeout` after the request body was
-/// sent (`body`: from [`request`]; `None`: no body, the deadline starts now). While the body
-/// streams, its own idle timeout applies instead. `None` when the deadline passed.
+/// sent (`body`: from [`request`]; `None`: no body, the deadline starts now). `None` when a
+/// deadline passed.
+///
+/// While the body streams, the client's pauses are bounded by the body's own idle timeout,
+/// and the upstream's by this watchdog (nginx's `proxy_send_timeout`): an upstream that takes
+/// no chunk of the body for `timeout` while one is ready is timed out too (it is checked every
+/// `timeout`, so it is noticed between one and two `timeout`s after it stopped).
 pub async fn response_head<F: Future>(
     head: F,
     timeout: Duration,
@@ -222,10 +241,23 @@ pub async fn response_head<F: Future>(
 ) -> Option<F::Output> {
     let mut head = std::pin::pin!(head);
     if let Some(b) = body {
-        tokio::select! {
-            biased;
-            out = &mut head => return Some(out),
-            () = b.sent.notified() => {}
+        let mut seen = b.frames.load(Ordering::Relaxed);
+        let watchdog = tokio::time::sleep(timeout);
+        let mut watchdog = std::pin::pin!(watchdog);
+        loop {
+            tokio::select! {
+                biased;
+                out = &mut head => return Some(out),
+                () = b.sent.notified() => break,
+                () = &mut watchdog => {
+                    let now = b.frames.load(Ordering::Relaxed);
+                    if now == seen && !b.waiting.load(Ordering::Relaxed) {
+                        return None;
+                    }
+                    seen = now;
+                    watchdog.as_mut().reset(Instant::now() + timeout);
+                }
+            }
         }
     }
     tokio::time::timeout(timeout, head).await.ok()
@@ -375,6 +407,33 @@ mod tests {
         );
         assert_eq!(started.elapsed(), T);
         assert_eq!(response_head(async { 7 }, T, None).await, Some(7));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_upstream_that_stops_taking_the_body_is_timed_out() {
+        let (tx, body) = channel_body();
+        let (mut body, progress) = request(body, T);
+        let progress = progress.unwrap();
+        // Two chunks are taken, then the "upstream" stops polling while a third is ready.
+        for s in ["a", "b", "c"] {
+            data(&tx, s).await;
+        }
+        let reader = tokio::spawn(async move {
+            for _ in 0..2 {
+                tokio::time::sleep(Duration::from_secs(40)).await;
+                body.frame().await.unwrap().unwrap();
+            }
+            std::future::pending::<()>().await;
+        });
+        let started = Instant::now();
+        let out = response_head(std::future::pending::<()>(), T, Some(&progress)).await;
+        assert!(out.is_none());
+        let took = started.elapsed();
+        // Last chunk taken at 80 s; noticed at the first check a whole bound after it.
+        assert!(took > Duration::from_secs(80) + T, "{took:?}");
+        assert!(took <= Duration::from_secs(80) + 2 * T, "{took:?}");
+        assert!(!progress.timed_out(), "not the client's fault");
+        reader.abort();
     }
 
     #[tokio::test(start_paused = true)]

@@ -81,6 +81,7 @@ async fn request_bodies_stream_to_the_upstream() {
 /// A raw TCP upstream: reads each connection's request head, writes `reply(head)` when it
 /// gives one, then holds the connection, reading, until the proxy closes it. It counts the
 /// connections accepted, the heads read and the connections the proxy closed (EOF seen).
+/// With `hold`, it stops reading after the head until `hold` is notified.
 struct RawUpstream {
     addr: SocketAddr,
     heads: Arc<AtomicUsize>,
@@ -90,6 +91,13 @@ struct RawUpstream {
 
 impl RawUpstream {
     async fn start(reply: fn(&str) -> Option<&'static str>) -> RawUpstream {
+        RawUpstream::start_holding(reply, None).await
+    }
+
+    async fn start_holding(
+        reply: fn(&str) -> Option<&'static str>,
+        hold: Option<Arc<tokio::sync::Notify>>,
+    ) -> RawUpstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let heads = Arc::new(AtomicUsize::new(0));
@@ -99,7 +107,7 @@ impl RawUpstream {
         tokio::spawn(async move {
             while let Ok((mut tcp, _)) = listener.accept().await {
                 a.fetch_add(1, Ordering::SeqCst);
-                let (h, c) = (h.clone(), c.clone());
+                let (h, c, hold) = (h.clone(), c.clone(), hold.clone());
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 4096];
@@ -115,6 +123,9 @@ impl RawUpstream {
                             h.fetch_add(1, Ordering::SeqCst);
                             if let Some(r) = reply(&head) {
                                 let _ = tcp.write_all(r.as_bytes()).await;
+                            }
+                            if let Some(hold) = &hold {
+                                hold.notified().await;
                             }
                         }
                     }
@@ -314,6 +325,50 @@ async fn up_03_stalled_request_body_abandons_the_upstream() {
         1
     );
     sec.upstream_saw(1); // the login's landing page only
+    sec.finish().await;
+}
+
+#[tokio::test]
+async fn up_03_an_upstream_that_stops_reading_the_request_body_is_504() {
+    // The upstream reads the head, then nothing: 64 MiB of body fill the socket buffers, the
+    // proxy cannot hand over the next chunk, and no deadline may wait for the body forever.
+    let hold = Arc::new(tokio::sync::Notify::new());
+    let raw = RawUpstream::start_holding(|_| None, Some(hold.clone())).await;
+    let (sec, _b, cookie) = stall_setup(&raw, "1s").await;
+    let s = TcpStream::connect(sec.proxy.addr).await.unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    const LEN: usize = 64 * 1024 * 1024;
+    let head = format!(
+        "POST /stall/upload HTTP/1.1\r\nHost: app.example.com\r\nAccept: application/json\r\n{cookie}Content-Length: {LEN}\r\n\r\n"
+    );
+    let writer = tokio::spawn(async move {
+        wr.write_all(head.as_bytes()).await?;
+        wr.write_all(&vec![b'x'; LEN]).await
+    });
+    assert!(eventually(Duration::from_secs(10), || raw.heads() == 1).await);
+    let started = Instant::now();
+    // The answer comes while the client is still sending (the connection is not closed by
+    // it: read until the page is complete).
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = started + Duration::from_secs(15);
+    while !String::from_utf8_lossy(&out).contains("upstream_timeout") {
+        match tokio::time::timeout_at(deadline.into(), rd.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => out.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&out);
+    assert_eq!(raw_status(&text), 504, "{text}");
+    assert!(text.contains("upstream_timeout"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(12));
+    // The client could not send its whole body (still blocked, or cut off).
+    assert!(!writer.is_finished() || writer.await.unwrap().is_err());
+    hold.notify_waiters();
+    assert!(
+        eventually(Duration::from_secs(10), || raw.open() == 0).await,
+        "the upstream request was abandoned"
+    );
     sec.finish().await;
 }
 

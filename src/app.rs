@@ -457,14 +457,13 @@ impl App {
                 }
                 up.response
             }
+            // A stalled client body is the client's fault, logged by the body wrapper.
+            Err(e @ proxy::ProxyError::ClientBodyTimeout(_)) => {
+                self.page(e.status(), e.reason(), e.message(), rid, client)
+            }
             Err(e) => {
                 tracing::error!(request_id = %rid, event = "upstream_error", reason = e.reason(), route = %route.label(), "upstream failed");
-                let msg = if e.status() == StatusCode::GATEWAY_TIMEOUT {
-                    "The service did not answer in time."
-                } else {
-                    "The service is unavailable."
-                };
-                self.page(e.status(), e.reason(), msg, rid, client)
+                self.page(e.status(), e.reason(), e.message(), rid, client)
             }
         }
     }

@@ -22,8 +22,3 @@ pub fn empty() -> Body {
         .map_err(|never| match never {})
         .boxed()
 }
-
-/// Boxes a hyper body (request or response) for streaming through.
-pub fn stream(body: hyper::body::Incoming) -> Body {
-    body.map_err(|e| Box::new(e) as BoxError).boxed()
-}

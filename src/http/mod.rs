@@ -7,5 +7,6 @@ pub mod framing;
 pub mod hop;
 pub mod host;
 pub mod identity_headers;
+pub mod idle;
 pub mod pages;
 pub mod path;

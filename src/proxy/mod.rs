@@ -6,7 +6,9 @@
 //! response head by `request_timeout` (504), maps connection failures to 502, and cleans the
 //! response: hop-by-hop fields (RFC 9110 §7.6.1) and any `Set-Cookie` for the proxy's own
 //! cookie names (SECURITY UP-06) are removed. An unexpected `101` is a 502: the proxy never
-//! becomes a blind tunnel (SECURITY HTTP-08).
+//! becomes a blind tunnel (SECURITY HTTP-08). Both bodies are guarded by an idle timeout of
+//! `request_timeout` between chunks, and the head deadline starts once the request body is
+//! sent ([`crate::http::idle`], SECURITY UP-03).
 
 pub mod client;
 pub mod pool;
@@ -19,8 +21,8 @@ use http::{HeaderValue, Request, Response, StatusCode, Uri};
 use hyper::upgrade::OnUpgrade;
 
 use crate::config::Upstream;
-use crate::http::body::{Body, stream};
-use crate::http::hop;
+use crate::http::body::Body;
+use crate::http::{hop, idle};
 
 pub use client::UpstreamClient;
 pub use pool::{H1Pool, PoolError};
@@ -62,6 +64,8 @@ pub enum ProxyError {
     Connect(#[source] hyper_util::client::legacy::Error),
     #[error("upstream connection failed: {0}")]
     Pool(#[source] PoolError),
+    #[error("the client's request body stalled for longer than {0:?}")]
+    ClientBodyTimeout(Duration),
     #[error("upstream answered 101 to a request that asked for no upgrade")]
     UnexpectedUpgrade,
     #[error("cannot build the upstream request: {0}")]
@@ -69,10 +73,11 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
-    /// 504 for a timeout, 502 otherwise.
+    /// 504 for a timeout, 408 for a stalled request body, 502 otherwise.
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::ClientBodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             _ => StatusCode::BAD_GATEWAY,
         }
     }
@@ -80,12 +85,21 @@ impl ProxyError {
     pub fn reason(&self) -> &'static str {
         match self {
             ProxyError::Timeout(_) => "upstream_timeout",
+            ProxyError::ClientBodyTimeout(_) => "client_body_timeout",
             ProxyError::Connect(e) if e.is_connect() => "connect_failed",
             ProxyError::Connect(_) => "upstream_reset",
             ProxyError::Pool(e) if e.is_connect() => "connect_failed",
             ProxyError::Pool(_) => "upstream_reset",
             ProxyError::UnexpectedUpgrade => "unexpected_upgrade",
             ProxyError::Build(_) => "bad_request",
+        }
+    }
+    /// The sentence of the error page (no internal detail).
+    pub fn message(&self) -> &'static str {
+        match self {
+            ProxyError::Timeout(_) => "The service did not answer in time.",
+            ProxyError::ClientBodyTimeout(_) => "The request body did not arrive in time.",
+            _ => "The service is unavailable.",
         }
     }
 }
@@ -142,32 +156,41 @@ pub async fn send(
     }
     *req.version_mut() = http::Version::HTTP_11;
     req.extensions_mut().clear();
-    let sent = if websocket {
+    if websocket {
         let h = req.headers_mut();
         h.insert(CONNECTION, HeaderValue::from_static("upgrade"));
         h.insert(UPGRADE, HeaderValue::from_static("websocket"));
-        tokio::time::timeout(timeout, target.clients.h1.request(req))
-            .await
-            .map(|r| r.map_err(ProxyError::Connect))
-    } else if target.upstream.https {
-        tokio::time::timeout(timeout, target.clients.any.request(req))
-            .await
-            .map(|r| r.map_err(ProxyError::Connect))
-    } else {
+    } else if !target.upstream.https {
         // The pool speaks to the origin directly: origin-form target (RFC 9112 §3.2.1).
         if let Some(pq) = req.uri().path_and_query().cloned() {
             *req.uri_mut() = Uri::from(pq);
         }
+    }
+    let (parts, body) = req.into_parts();
+    let (body, sent) = idle::request(body, timeout);
+    let req = Request::from_parts(parts, body);
+    let head = async {
+        let clients = target.clients;
         let up = target.upstream;
-        let pool = &target.clients.pool;
-        tokio::time::timeout(timeout, pool.send(target.route, &up.host, up.port, req))
-            .await
-            .map(|r| r.map_err(ProxyError::Pool))
+        if websocket {
+            clients.h1.request(req).await.map_err(ProxyError::Connect)
+        } else if up.https {
+            clients.any.request(req).await.map_err(ProxyError::Connect)
+        } else {
+            (clients
+                .pool
+                .send(target.route, &up.host, up.port, req)
+                .await)
+                .map_err(ProxyError::Pool)
+        }
     };
-    let mut resp = match sent {
-        Err(_) => return Err(ProxyError::Timeout(timeout)),
-        Ok(Err(e)) => return Err(e),
-        Ok(Ok(resp)) => resp,
+    let mut resp = match idle::response_head(head, timeout, sent.as_deref()).await {
+        None => return Err(ProxyError::Timeout(timeout)),
+        Some(Err(_)) if sent.as_ref().is_some_and(|s| s.timed_out()) => {
+            return Err(ProxyError::ClientBodyTimeout(timeout));
+        }
+        Some(Err(e)) => return Err(e),
+        Some(Ok(resp)) => resp,
     };
     let mut upgraded = None;
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -192,7 +215,7 @@ pub async fn send(
             .insert(UPGRADE, HeaderValue::from_static("websocket"));
     }
     Ok(Upstreamed {
-        response: Response::from_parts(parts, stream(body)),
+        response: Response::from_parts(parts, idle::response(body, timeout)),
         upgraded,
     })
 }

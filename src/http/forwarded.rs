@@ -166,7 +166,7 @@ fn single_value(headers: &HeaderMap, name: &HeaderName, comma_ok: bool) -> Optio
 /// True for the names only a trusted proxy may set, compared normalised.
 fn is_forwarding_name(name: &str) -> bool {
     let n = normalise_name(name);
-    n.starts_with("x-forwarded-") || OTHER_FORWARDING_NAMES.contains(&n.as_str())
+    n.starts_with("x-forwarded-") || OTHER_FORWARDING_NAMES.contains(&n.as_ref())
 }
 
 /// Replaces every line of `name` with `value`, or removes it when `None`.

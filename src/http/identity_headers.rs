@@ -28,6 +28,7 @@
 //!   character, a byte outside ASCII, an empty name or one with a leading or
 //!   trailing space. The list is capped at 256 names and 8 KiB.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
@@ -53,13 +54,22 @@ pub const MAX_GROUPS: usize = 256;
 
 /// Normalises a field name for comparison: ASCII lower-case, with `_` and `.`
 /// mapped to `-`.
-pub fn normalise_name(name: &str) -> String {
-    name.chars()
-        .map(|c| match c {
-            '_' | '.' => '-',
-            c => c.to_ascii_lowercase(),
-        })
-        .collect()
+pub fn normalise_name(name: &str) -> Cow<'_, str> {
+    // Parsed field names are already lower-case with `-`: no copy on the hot path.
+    if !name
+        .bytes()
+        .any(|b| matches!(b, b'_' | b'.') || b.is_ascii_uppercase())
+    {
+        return Cow::Borrowed(name);
+    }
+    Cow::Owned(
+        name.chars()
+            .map(|c| match c {
+                '_' | '.' => '-',
+                c => c.to_ascii_lowercase(),
+            })
+            .collect(),
+    )
 }
 
 /// Decides which client fields are identity headers and removes them.
@@ -80,7 +90,7 @@ impl IdentityScrubber {
     pub fn new(configured: &[HeaderName]) -> Self {
         let names = configured
             .iter()
-            .map(|n| normalise_name(n.as_str()))
+            .map(|n| normalise_name(n.as_str()).into_owned())
             .chain(OAUTH2_PROXY_NAMES.iter().map(|n| (*n).to_owned()))
             .collect();
         Self { names }
@@ -90,7 +100,7 @@ impl IdentityScrubber {
     /// `x-auth-request-*` name or one of oauth2-proxy's identity headers.
     pub fn is_protected(&self, name: &str) -> bool {
         let n = normalise_name(name);
-        n.starts_with(AUTH_REQUEST_PREFIX) || self.names.contains(&n)
+        n.starts_with(AUTH_REQUEST_PREFIX) || self.names.contains(n.as_ref())
     }
 
     /// Removes every protected field (all lines of each) from `headers` and

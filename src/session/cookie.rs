@@ -23,10 +23,13 @@
 
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use cookie::time::OffsetDateTime;
 use cookie::{Cookie, CookieJar, Expiration, Key};
 use http::header::COOKIE;
 use http::{HeaderMap, HeaderValue};
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::hmac;
 
 use super::SessionId;
@@ -116,8 +119,9 @@ impl SessionCookies {
             return Err(NoSession::Invalid);
         }
         self.keys
-            .open(&self.name, pair.value)
-            .and_then(|plain| SessionId::parse(&plain))
+            .open_with(&self.name, pair.value, |plain| {
+                SessionId::parse(std::str::from_utf8(plain).ok()?)
+            })
             .ok_or(NoSession::Invalid)
     }
 }
@@ -204,7 +208,21 @@ fn trim_ows(mut s: &[u8]) -> &[u8] {
 }
 
 /// AEAD keys from the cookie secrets: the first seals, all open.
-pub(crate) struct Keys(Vec<Key>);
+///
+/// Sealing goes through the `cookie` crate's private jar (AES-256-GCM, the cookie name as
+/// associated data, base64 of nonce ‖ ciphertext ‖ tag). Opening — on every request — reads
+/// that same format with `ring` into stack buffers: no allocation, the same checks (a value
+/// that is not base64, too short, or fails authentication under every key does not open).
+pub(crate) struct Keys {
+    keys: Vec<Key>,
+    open: Vec<LessSafeKey>,
+}
+
+/// AES-GCM nonce and tag sizes of the `cookie` crate's private jar.
+const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
+/// Decoded values up to this size are opened on the stack (session cookies always are).
+const STACK_OPEN: usize = 768;
 
 impl Keys {
     /// Session-cookie keys: `Key::derive_from(secret)`.
@@ -232,13 +250,18 @@ impl Keys {
             tracing::error!("no cookie secret configured: using a random per-process key");
             keys.push(Key::generate());
         }
-        Keys(keys)
+        let open = keys
+            .iter()
+            .filter_map(|k| UnboundKey::new(&AES_256_GCM, k.encryption()).ok())
+            .map(LessSafeKey::new)
+            .collect();
+        Keys { keys, open }
     }
 
     /// `plaintext` sealed for a cookie called `name` (base64 of nonce ‖ ciphertext ‖ tag).
     pub(crate) fn seal(&self, name: &str, plaintext: &str) -> String {
         let mut jar = CookieJar::new();
-        if let Some(first) = self.0.first() {
+        if let Some(first) = self.keys.first() {
             jar.private_mut(first)
                 .add(Cookie::new(name.to_owned(), plaintext.to_owned()));
         }
@@ -250,14 +273,57 @@ impl Keys {
     /// The plaintext of a value sealed for `name` by any of the keys. Accepts the value raw
     /// or percent-encoded (as `Cookie::encoded` writes it).
     pub(crate) fn open(&self, name: &str, sealed: &[u8]) -> Option<String> {
-        let sealed = percent_decode(unquote(sealed))?;
-        let sealed = String::from_utf8(sealed).ok()?;
-        let jar = CookieJar::new();
-        self.0.iter().find_map(|key| {
-            jar.private(key)
-                .decrypt(Cookie::new(name.to_owned(), sealed.clone()))
-                .map(|c| c.value().to_owned())
+        self.open_with(name, sealed, |plain| {
+            std::str::from_utf8(plain).ok().map(str::to_owned)
         })
+    }
+
+    /// Like [`open`](Self::open), handing the plaintext to `read` instead of copying it.
+    pub(crate) fn open_with<T>(
+        &self,
+        name: &str,
+        sealed: &[u8],
+        read: impl FnOnce(&[u8]) -> Option<T>,
+    ) -> Option<T> {
+        let sealed = unquote(sealed);
+        let unescaped;
+        let sealed = if sealed.contains(&b'%') {
+            unescaped = percent_decode(sealed)?;
+            &unescaped[..]
+        } else {
+            sealed
+        };
+        let mut stack = [0u8; STACK_OPEN];
+        let mut heap = Vec::new();
+        let estimate = base64::decoded_len_estimate(sealed.len());
+        let buf: &mut [u8] = if estimate <= STACK_OPEN {
+            &mut stack[..]
+        } else {
+            heap.resize(estimate, 0);
+            &mut heap[..]
+        };
+        let n = STANDARD.decode_slice(sealed, buf).ok()?;
+        if n < NONCE_LEN + TAG_LEN {
+            return None;
+        }
+        let (nonce, cipher) = buf[..n].split_at(NONCE_LEN);
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().ok()?;
+        let mut work_stack = [0u8; STACK_OPEN];
+        let mut work_heap = Vec::new();
+        let work: &mut [u8] = if cipher.len() <= STACK_OPEN {
+            &mut work_stack[..cipher.len()]
+        } else {
+            work_heap.resize(cipher.len(), 0);
+            &mut work_heap[..]
+        };
+        for key in &self.open {
+            work.copy_from_slice(cipher);
+            let nonce = Nonce::assume_unique_for_key(nonce);
+            if let Ok(plain) = key.open_in_place(nonce, Aad::from(name.as_bytes()), &mut *work) {
+                return read(plain);
+            }
+        }
+        None
     }
 }
 
@@ -327,8 +393,6 @@ pub(crate) fn to_header(c: &Cookie<'_>) -> HeaderValue {
 
 #[cfg(test)]
 mod tests {
-    use base64::Engine as _;
-    use base64::engine::general_purpose::STANDARD;
 
     use super::*;
     use crate::config::StoreKind;
@@ -366,6 +430,47 @@ mod tests {
             host: "app.example.com".into(),
             port: Some(8080),
         }
+    }
+
+    /// The stack-buffer opener agrees with the `cookie` crate's own private jar on sealed
+    /// values and on every one-character corruption and truncation of them.
+    #[test]
+    fn opening_matches_the_cookie_crates_private_jar() {
+        let keys = Keys::session(&[secret(1), secret(2)]);
+        let by_crate = |key: &Key, v: &str| {
+            CookieJar::new()
+                .private(key)
+                .decrypt(Cookie::new("_portcullis", v.to_owned()))
+                .map(|c| c.value().to_owned())
+        };
+        let by_crate_any = |v: &str| keys.keys.iter().find_map(|k| by_crate(k, v));
+        for plain in ["", "x", &"y".repeat(43), &"z".repeat(600)] {
+            let sealed = keys.seal("_portcullis", plain);
+            assert_eq!(
+                keys.open("_portcullis", sealed.as_bytes()).as_deref(),
+                Some(plain)
+            );
+            assert_eq!(keys.open("other", sealed.as_bytes()), None);
+            let mut variants = vec![sealed[..sealed.len() / 2].to_owned(), String::new()];
+            for i in (0..sealed.len()).step_by(3) {
+                let mut b = sealed.clone().into_bytes();
+                b[i] = if b[i] == b'A' { b'B' } else { b'A' };
+                variants.push(String::from_utf8(b).unwrap());
+            }
+            for v in variants {
+                assert_eq!(
+                    keys.open("_portcullis", v.as_bytes()),
+                    by_crate_any(&v),
+                    "{v}"
+                );
+            }
+        }
+        // Sealed under the second (older) key only: still opens.
+        let old = Keys::session(&[secret(2)]).seal("_portcullis", "rotated");
+        assert_eq!(
+            keys.open("_portcullis", old.as_bytes()).as_deref(),
+            Some("rotated")
+        );
     }
 
     fn cookies(name: &str) -> SessionCookies {

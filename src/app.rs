@@ -220,11 +220,11 @@ impl App {
 
     /// Handles one request; never fails (errors become pages).
     pub async fn handle(&self, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
-        let started = Instant::now();
         let rid = self.request_ids.next();
         let rid = rid.as_str();
         let method = req.method().clone();
         let mut log = AccessLog::new();
+        let started = log.enabled.then(Instant::now);
         let peer = conn.peer;
         let resp = self.dispatch(req, conn, rid, &mut log).await;
         if !log.enabled {
@@ -237,7 +237,7 @@ impl App {
             host = %log.host,
             path = %log.path,
             status = resp.status().as_u16(),
-            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            duration_ms = started.map_or(0.0, |t| t.elapsed().as_secs_f64() * 1000.0),
             user = log.user.as_deref().unwrap_or("-"),
             route = %log.route.map_or(String::from("-"), |r| r.to_string()),
             peer = %peer.ip(),

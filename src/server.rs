@@ -50,6 +50,9 @@ pub struct ConnInfo {
     pub framing: AmbiguousFraming,
 }
 
+/// hyper's default `max_headers` (`DEFAULT_MAX_HEADERS` in its HTTP/1 parser).
+const HYPER_MAX_HEADERS: usize = 100;
+
 /// Builds the hyper connection builder with the configured limits.
 pub fn builder(cfg: &ServerConfig) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
@@ -58,8 +61,12 @@ pub fn builder(cfg: &ServerConfig) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
         .keep_alive(true)
-        .max_buf_size(cfg.max_header_bytes.max(8192))
-        .max_headers(cfg.max_headers);
+        .max_buf_size(cfg.max_header_bytes.max(8192));
+    // hyper's own limit is 100 fields, kept in a stack array; naming any limit (even 100)
+    // makes it build and fill a fresh vector of that many slots for every request head.
+    if cfg.max_headers != HYPER_MAX_HEADERS {
+        b.http1().max_headers(cfg.max_headers);
+    }
     b.http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(cfg.keepalive_timeout / 3)

@@ -193,7 +193,9 @@ impl App {
                 return BearerGate::Refuse(resp);
             }
         };
-        match self.provider.verify_bearer(token, audiences).await {
+        // Boxed: the verification future (JWKS refresh included) is large and only a bearer
+        // request needs it; every request's future stays small (issue 6).
+        match Box::pin(self.provider.verify_bearer(token, audiences)).await {
             Ok(identity) => BearerGate::Identity(Box::new(identity)),
             Err(BearerError::Invalid(e)) => {
                 log_refused(rid, e.reason());

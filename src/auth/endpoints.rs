@@ -66,6 +66,8 @@ impl App {
         client: Client,
         log: &mut AccessLog,
     ) -> Option<Response<Body>> {
+        // The heavy endpoints are boxed so that the future of every request, which contains
+        // this one, stays small (hyper moves it into place per request; issue 6).
         let resp = match path {
             "/healthz" => pages::text(StatusCode::OK, "ok\n"),
             "/readyz" if self.provider.is_ready() => pages::text(StatusCode::OK, "ready\n"),
@@ -74,10 +76,12 @@ impl App {
                 "identity provider not loaded\n",
             ),
             "/oauth2/start" => self.start(req, rid, client),
-            p if p == self.cfg.oidc.callback_path => self.callback(req, rid, client, log).await,
-            "/oauth2/sign_out" => self.sign_out(req, rid, client, log).await,
-            "/oauth2/userinfo" => self.userinfo(req, log).await,
-            "/oauth2/auth" => self.forward_auth(req, peer, rid, client, log).await,
+            p if p == self.cfg.oidc.callback_path => {
+                Box::pin(self.callback(req, rid, client, log)).await
+            }
+            "/oauth2/sign_out" => Box::pin(self.sign_out(req, rid, client, log)).await,
+            "/oauth2/userinfo" => Box::pin(self.userinfo(req, log)).await,
+            "/oauth2/auth" => Box::pin(self.forward_auth(req, peer, rid, client, log)).await,
             p if p.starts_with("/oauth2/") || p == "/oauth2" => self.page(
                 StatusCode::NOT_FOUND,
                 "not_found",

@@ -79,14 +79,15 @@ impl H1Pool {
     ) -> Result<Response<Incoming>, PoolError> {
         let (mut sender, reused) = match self.checkout(route) {
             Some(s) => (s, true),
-            None => (self.connect(host, port).await?, false),
+            // Boxed: connecting is rare, its future large (see `App::handle`).
+            None => (Box::pin(self.connect(host, port)).await?, false),
         };
         let resp = match sender.try_send_request(req).await {
             Ok(resp) => resp,
             Err(mut e) => match e.take_message() {
                 // Never written: a reused connection closed under us. One more try, new.
                 Some(req) if reused => {
-                    sender = self.connect(host, port).await?;
+                    sender = Box::pin(self.connect(host, port)).await?;
                     sender
                         .send_request(req)
                         .await

@@ -211,6 +211,13 @@ impl App {
         self.clients.len() - 1
     }
 
+    /// Closes pooled upstream connections idle for longer than the pool's idle timeout.
+    pub(crate) fn prune_upstream_pools(&self) {
+        for c in &self.clients {
+            c.pool.prune(proxy::pool::IDLE_TIMEOUT);
+        }
+    }
+
     /// The calling worker's upstream clients (the shared spare pair off the workers).
     fn clients(&self) -> &Clients {
         let last = self.clients.len() - 1;

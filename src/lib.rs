@@ -82,12 +82,16 @@ pub async fn serve(
 }
 
 /// moka expires lazily: run its pending work every few seconds so expired sessions are freed,
-/// their indexes cleaned and their end notifications sent even when the store is quiet.
+/// their indexes cleaned and their end notifications sent even when the store is quiet. The
+/// upstream pools drop connections idle for longer than [`proxy::pool::IDLE_TIMEOUT`].
 async fn housekeeping(app: std::sync::Arc<app::App>, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
     loop {
         tokio::select! {
-            _ = tick.tick() => app.store.run_pending_tasks().await,
+            _ = tick.tick() => {
+                app.store.run_pending_tasks().await;
+                app.prune_upstream_pools();
+            }
             _ = cancel.cancelled() => return,
         }
     }

@@ -19,7 +19,7 @@
 //!   hyper rather than reused.
 
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -52,9 +52,18 @@ impl PoolError {
     }
 }
 
+/// How long an unused connection stays pooled (hyper-util's client: 90 s).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// A pooled connection and when its last request was sent.
+struct Pooled {
+    sender: SendRequest<Body>,
+    used: Instant,
+}
+
 /// The connections of one worker, per route.
 pub struct H1Pool {
-    routes: Mutex<Vec<Vec<SendRequest<Body>>>>,
+    routes: Mutex<Vec<Vec<Pooled>>>,
     max_idle: usize,
     connect_timeout: Duration,
 }
@@ -104,9 +113,21 @@ impl H1Pool {
     fn checkout(&self, route: usize) -> Option<SendRequest<Body>> {
         let mut routes = lock(&self.routes);
         let conns = routes.get_mut(route)?;
-        conns.retain(|c| !c.is_closed());
-        let ready = conns.iter().position(SendRequest::is_ready)?;
-        Some(conns.swap_remove(ready))
+        conns.retain(|c| !c.sender.is_closed());
+        let ready = conns.iter().position(|c| c.sender.is_ready())?;
+        Some(conns.swap_remove(ready).sender)
+    }
+
+    /// Closes connections unused for longer than `idle` (run periodically: an upstream that
+    /// never closes idle keep-alive connections would otherwise keep them all).
+    pub fn prune(&self, idle: Duration) {
+        let now = Instant::now();
+        for conns in lock(&self.routes).iter_mut() {
+            conns.retain(|c| {
+                let idle_too_long = c.sender.is_ready() && now.duration_since(c.used) > idle;
+                !c.sender.is_closed() && !idle_too_long
+            });
+        }
     }
 
     /// Back into the pool (busy until its response body is read), unless the pool is full.
@@ -116,7 +137,10 @@ impl H1Pool {
             && conns.len() < self.max_idle
             && !sender.is_closed()
         {
-            conns.push(sender);
+            conns.push(Pooled {
+                sender,
+                used: Instant::now(),
+            });
         }
     }
 
@@ -264,6 +288,22 @@ mod tests {
         let b = pool.send(0, "127.0.0.1", port, get()).await.unwrap();
         assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 2);
         drop((a, b));
+    }
+
+    #[tokio::test]
+    async fn idle_connections_are_pruned_and_busy_ones_kept() {
+        let (port, conns) = upstream(usize::MAX).await;
+        let pool = H1Pool::new(1, 8, Duration::from_secs(5));
+        let resp = pool.send(0, "127.0.0.1", port, get()).await.unwrap();
+        resp.into_body().collect().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        pool.prune(Duration::from_secs(60));
+        assert_eq!(lock(&pool.routes)[0].len(), 1, "recently used: kept");
+        pool.prune(Duration::ZERO);
+        assert!(lock(&pool.routes)[0].is_empty(), "idle: closed");
+        let resp = pool.send(0, "127.0.0.1", port, get()).await.unwrap();
+        resp.into_body().collect().await.unwrap();
+        assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
     #[tokio::test]

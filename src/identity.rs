@@ -21,7 +21,7 @@ pub struct Identity {
     pub groups: Groups,
     /// Every verified claim (ID token first, userinfo filling gaps), for `[headers.claims]`.
     /// A stored session keeps only the claims `[headers.claims]` names (see [`Identity::retain_claims`]).
-    pub claims: serde_json::Map<String, serde_json::Value>,
+    pub claims: Claims,
 }
 
 impl Identity {
@@ -29,11 +29,67 @@ impl Identity {
     /// whole ID token payload (the token itself is kept) — about 1 KiB less per session.
     pub fn retain_claims<'a>(&mut self, wanted: impl IntoIterator<Item = &'a str> + Clone) {
         self.claims
-            .retain(|k, _| wanted.clone().into_iter().any(|w| w == k));
-        if self.claims.is_empty() {
-            // An emptied map still holds its (~640-byte) root node; a new one allocates nothing.
-            self.claims = serde_json::Map::new();
-        }
+            .retain(|k| wanted.clone().into_iter().any(|w| w == k));
+    }
+}
+
+/// Claims as a plain list in the order received, serialised as a JSON object. A stored
+/// session keeps only the few `[headers.claims]` names (usually none): one exact-size
+/// allocation for them instead of a `serde_json::Map`'s ~640-byte B-tree node.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Claims(Vec<(Box<str>, serde_json::Value)>);
+
+impl Claims {
+    /// The value of claim `name`.
+    pub fn get(&self, name: &str) -> Option<&serde_json::Value> {
+        self.0.iter().find(|(k, _)| &**k == name).map(|(_, v)| v)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `(name, value)` pairs in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &serde_json::Value)> {
+        self.0.iter().map(|(k, v)| (&**k, v))
+    }
+
+    /// Keeps the claims whose name passes `keep`, releasing unused capacity.
+    pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.0.retain(|(k, _)| keep(k));
+        self.0.shrink_to_fit();
+    }
+}
+
+impl From<serde_json::Map<String, serde_json::Value>> for Claims {
+    fn from(map: serde_json::Map<String, serde_json::Value>) -> Self {
+        Claims(map.into_iter().map(|(k, v)| (k.into(), v)).collect())
+    }
+}
+
+impl std::ops::Index<&str> for Claims {
+    type Output = serde_json::Value;
+
+    /// Like `serde_json::Map`'s index: panics when the claim is missing (tests only).
+    fn index(&self, name: &str) -> &serde_json::Value {
+        self.get(name)
+            .unwrap_or_else(|| panic!("no claim {name:?}"))
+    }
+}
+
+impl Serialize for Claims {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Claims {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde_json::Map::deserialize(d).map(Claims::from)
     }
 }
 
@@ -147,18 +203,27 @@ mod tests {
     #[test]
     fn retain_claims_keeps_only_the_named_ones() {
         let mut id = Identity::default();
+        let mut map = serde_json::Map::new();
         for (k, v) in [
             ("tenant", "t1"),
             ("iss", "https://idp"),
             ("nonce", "n"),
             ("team", "x"),
         ] {
-            id.claims.insert(k.into(), v.into());
+            map.insert(k.into(), v.into());
         }
+        id.claims = map.into();
         id.retain_claims(["tenant", "team"]);
-        let mut keys: Vec<&str> = id.claims.keys().map(String::as_str).collect();
+        let mut keys: Vec<&str> = id.claims.iter().map(|(k, _)| k).collect();
         keys.sort();
         assert_eq!(keys, ["team", "tenant"]);
+        assert_eq!(id.claims["tenant"], "t1");
+        assert_eq!(id.claims.get("iss"), None);
+        // Serialised as a JSON object, and back.
+        let json = serde_json::to_value(&id.claims).unwrap();
+        assert_eq!(json, serde_json::json!({"team": "x", "tenant": "t1"}));
+        let back: Claims = serde_json::from_value(json).unwrap();
+        assert_eq!(back.len(), 2);
         id.retain_claims(std::iter::empty());
         assert!(id.claims.is_empty());
     }

@@ -174,7 +174,7 @@ pub fn explain(route: &RouteConfig, id: &Identity, groups_claim: &str) -> Explan
     if !route.allow_groups.is_empty() {
         let line = match matching_group(route, id) {
             Some(g) => format!("allow_groups matched {g:?} (claim `{groups_claim}`)"),
-            None if !id.claims.contains_key(groups_claim) => format!(
+            None if id.claims.get(groups_claim).is_none() => format!(
                 "allow_groups: there is no `{groups_claim}` claim, so groups [] ∩ allow_groups [{}] is empty",
                 route.allow_groups.join(", ")
             ),

@@ -899,7 +899,7 @@ pub fn identity_from_claims(claims: Map<String, Value>, groups_claim: &str) -> I
         email_verified: claims.get("email_verified").and_then(Value::as_bool),
         preferred_username: string("preferred_username").map(Into::into),
         groups,
-        claims,
+        claims: claims.into(),
     }
 }
 

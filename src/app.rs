@@ -420,7 +420,8 @@ impl App {
         } else {
             self.upstream_hosts.get(route.index).cloned().flatten()
         };
-        let uri = match proxy::upstream_uri(&route.upstream, path, parts.uri.query()) {
+        let origin_form = proxy::pooled(&route.upstream, websocket);
+        let uri = match proxy::upstream_uri(&route.upstream, path, parts.uri.query(), origin_form) {
             Ok(u) => u,
             Err(_) => {
                 return self.bad_request("bad_request", "Invalid request.", rid, client);
@@ -429,8 +430,11 @@ impl App {
         parts.uri = uri;
         // Request trailers never reach the upstream (SECURITY HDR-05): identity scrubbing
         // would otherwise have to cover a second header section.
-        let body: Body = body
-            .map_frame(|f: Frame<Bytes>| {
+        // (A body that is already over — every GET — is replaced without an allocation.)
+        let body: Body = if hyper::body::Body::is_end_stream(&body) {
+            crate::http::body::empty()
+        } else {
+            body.map_frame(|f: Frame<Bytes>| {
                 if f.is_trailers() {
                     Frame::data(Bytes::new())
                 } else {
@@ -438,7 +442,8 @@ impl App {
                 }
             })
             .map_err(|e| Box::new(e) as BoxError)
-            .boxed();
+            .boxed()
+        };
         let req = Request::from_parts(parts, body);
         let own = |name: &str| self.is_own_cookie(name);
         let target = proxy::Target {

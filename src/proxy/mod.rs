@@ -104,18 +104,25 @@ impl ProxyError {
     }
 }
 
-/// The upstream URI: upstream origin + base path + normalised path + raw query.
-pub fn upstream_uri(up: &Upstream, path: &str, query: Option<&str>) -> Result<Uri, ProxyError> {
-    let scheme = if up.https { "https" } else { "http" };
+/// The upstream URI: upstream origin + base path + normalised path + raw query. With
+/// `origin_form` only the path and query (RFC 9112 §3.2.1: what the per-worker pool sends;
+/// no origin to format and parse again).
+pub fn upstream_uri(
+    up: &Upstream,
+    path: &str,
+    query: Option<&str>,
+    origin_form: bool,
+) -> Result<Uri, ProxyError> {
     let mut s = String::with_capacity(
-        scheme.len() + up.authority.len() + up.base_path.len() + path.len() + 8,
+        up.authority.len() + up.base_path.len() + path.len() + query.map_or(0, str::len) + 16,
     );
-    s.push_str(scheme);
-    s.push_str("://");
-    s.push_str(&up.host);
-    s.push(':');
-    // Writing to a String cannot fail.
-    let _ = std::fmt::Write::write_fmt(&mut s, format_args!("{}", up.port));
+    if !origin_form {
+        s.push_str(if up.https { "https://" } else { "http://" });
+        s.push_str(&up.host);
+        s.push(':');
+        // Writing to a String cannot fail.
+        let _ = std::fmt::Write::write_fmt(&mut s, format_args!("{}", up.port));
+    }
     s.push_str(&up.base_path);
     s.push_str(path);
     if let Some(q) = query {
@@ -125,13 +132,20 @@ pub fn upstream_uri(up: &Upstream, path: &str, query: Option<&str>) -> Result<Ur
     Uri::try_from(s).map_err(|e| ProxyError::Build(e.to_string()))
 }
 
+/// Whether a request goes through the per-worker pool (plain `http`, no upgrade), which
+/// takes an origin-form target.
+pub fn pooled(up: &Upstream, websocket: bool) -> bool {
+    !up.https && !websocket
+}
+
 /// The upstream's answer, and for a WebSocket upgrade the upstream side of the tunnel.
 pub struct Upstreamed {
     pub response: Response<Body>,
     pub upgraded: Option<OnUpgrade>,
 }
 
-/// Sends `req` (headers prepared, absolute URI set by the caller) and cleans the response.
+/// Sends `req` (headers prepared, URI set by the caller with [`upstream_uri`]: origin-form
+/// when [`pooled`]) and cleans the response.
 /// Plain-`http` upstreams go through the worker's [`H1Pool`], `https` ones through the
 /// general client (HTTP/2 by ALPN).
 /// `own_cookie`: predicate for the proxy's cookie names, stripped from upstream `Set-Cookie`.
@@ -160,11 +174,6 @@ pub async fn send(
         let h = req.headers_mut();
         h.insert(CONNECTION, HeaderValue::from_static("upgrade"));
         h.insert(UPGRADE, HeaderValue::from_static("websocket"));
-    } else if !target.upstream.https {
-        // The pool speaks to the origin directly: origin-form target (RFC 9112 §3.2.1).
-        if let Some(pq) = req.uri().path_and_query().cloned() {
-            *req.uri_mut() = Uri::from(pq);
-        }
     }
     let (parts, body) = req.into_parts();
     let (body, sent) = idle::request(body, timeout);
@@ -266,13 +275,18 @@ mod tests {
             authority: "127.0.0.1:9001".into(),
         };
         assert_eq!(
-            upstream_uri(&up, "/a/b", Some("x=1&y=%2F")).unwrap(),
+            upstream_uri(&up, "/a/b", Some("x=1&y=%2F"), false).unwrap(),
             "http://127.0.0.1:9001/base/a/b?x=1&y=%2F"
         );
         assert_eq!(
-            upstream_uri(&up, "/", None).unwrap(),
+            upstream_uri(&up, "/", None, false).unwrap(),
             "http://127.0.0.1:9001/base/"
         );
+        assert_eq!(
+            upstream_uri(&up, "/a/b", Some("x=1"), true).unwrap(),
+            "/base/a/b?x=1"
+        );
+        assert_eq!(upstream_uri(&up, "/", None, true).unwrap(), "/base/");
     }
 
     #[test]

@@ -185,21 +185,21 @@ async fn moka_floor(n: usize) {
             Some(Duration::from_secs(12 * 3600))
         }
     }
-    let cache: moka::future::Cache<[u8; 32], u64> = moka::future::Cache::builder()
+    let cache: moka::sync::Cache<[u8; 32], u64> = moka::sync::Cache::builder()
         .max_capacity(n as u64)
         .eviction_policy(moka::policy::EvictionPolicy::lru())
         .time_to_idle(Duration::from_secs(3600))
         .expire_after(Ttl)
         .eviction_listener(|_, _, _| {})
         .build();
-    cache.insert([0xff; 32], 0).await;
-    cache.run_pending_tasks().await;
+    cache.insert([0xff; 32], 0);
+    cache.run_pending_tasks();
     let (rss0, heap0) = (status_bytes("VmRSS:"), heap());
     for i in 0..n {
         let mut key = [0u8; 32];
         key[..8].copy_from_slice(&(i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
-        cache.insert(key, i as u64).await;
-        cache.run_pending_tasks().await;
+        cache.insert(key, i as u64);
+        cache.run_pending_tasks();
     }
     let (rss1, heap1) = (status_bytes("VmRSS:"), heap());
     println!("moka entries            {}", cache.entry_count());

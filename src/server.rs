@@ -26,6 +26,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -34,7 +35,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::net::TcpStream;
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
@@ -124,13 +126,20 @@ pub async fn serve(
         threads: Vec::with_capacity(workers),
     };
     let limit = Arc::new(Semaphore::new(app.config().server.max_connections));
+    let (inboxes, mut receivers): (Vec<_>, Vec<_>) =
+        (0..workers).map(|_| mpsc::unbounded_channel()).unzip();
+    let balance = Arc::new(Balance {
+        open: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
+        inboxes,
+    });
     let mut drained = Vec::with_capacity(workers);
     // Workers log where the caller logs (a scoped subscriber too, not only the global one).
     let dispatch = tracing::dispatcher::get_default(tracing::Dispatch::clone);
     for i in 0..workers {
         let dispatch = dispatch.clone();
         let listener = listener.try_clone()?;
-        let (app, limit) = (app.clone(), limit.clone());
+        let (app, limit, balance) = (app.clone(), limit.clone(), balance.clone());
+        let inbox = receivers.remove(0);
         let (accept, finish) = (running.accept.clone(), running.finish.clone());
         let (done, done_rx) = oneshot::channel::<()>();
         drained.push(done_rx);
@@ -151,7 +160,15 @@ pub async fn serve(
                 };
                 rt.block_on(async move {
                     match TcpListener::from_std(listener) {
-                        Ok(listener) => accept_loop(listener, app, limit, accept).await,
+                        Ok(listener) => {
+                            let worker = Worker {
+                                index: i,
+                                app,
+                                limit,
+                                balance,
+                            };
+                            worker.accept_loop(listener, inbox, accept).await;
+                        }
                         Err(e) => {
                             tracing::error!(error = %e, worker = i, "cannot register the listener")
                         }
@@ -200,66 +217,143 @@ impl Drop for Running {
     }
 }
 
-/// One worker's accept loop: until `stop`, then drains its connections (at most
-/// `shutdown_timeout`).
-async fn accept_loop(
-    listener: TcpListener,
+/// Connections handed from one worker to another, and each worker's open connections.
+///
+/// Every worker accepts on the same socket, and whichever wakes first may take a whole burst
+/// of new connections (a load balancer or `wrk` opening its pool at once), leaving the other
+/// cores idle. So a worker that accepts a connection while it serves more than the
+/// least-loaded worker hands it over (least connections; a `std` socket through a channel,
+/// once per connection, never per request).
+struct Balance {
+    open: Box<[AtomicUsize]>,
+    inboxes: Vec<mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr)>>,
+}
+
+impl Balance {
+    /// The least-loaded worker when it has fewer open connections than `me`.
+    fn better_than(&self, me: usize) -> Option<usize> {
+        let mine = self.open[me].load(Ordering::Relaxed);
+        let (best, load) = self
+            .open
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (i, n.load(Ordering::Relaxed)))
+            .min_by_key(|&(_, n)| n)?;
+        (best != me && load < mine).then_some(best)
+    }
+}
+
+/// One worker thread's share of the server.
+struct Worker {
+    index: usize,
     app: Arc<App>,
     limit: Arc<Semaphore>,
-    stop: CancellationToken,
-) {
-    let cfg = &app.config().server;
-    let builder = builder(cfg);
-    let graceful = GracefulShutdown::new();
-    let shutdown_timeout = cfg.shutdown_timeout;
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (tcp, peer) = match accepted {
-                    Ok(x) => x,
+    balance: Arc<Balance>,
+}
+
+impl Worker {
+    /// Accepts (and takes handed-over connections) until `stop`, then drains this worker's
+    /// connections (at most `shutdown_timeout`).
+    async fn accept_loop(
+        &self,
+        listener: TcpListener,
+        mut inbox: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
+        stop: CancellationToken,
+    ) {
+        let cfg = &self.app.config().server;
+        let builder = builder(cfg);
+        let graceful = GracefulShutdown::new();
+        loop {
+            let (tcp, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((tcp, peer)) => match self.balance.better_than(self.index) {
+                        Some(to) => {
+                            // Counted for `to` right away, so a burst spreads evenly.
+                            self.balance.open[to].fetch_add(1, Ordering::Relaxed);
+                            let sent = tcp
+                                .into_std()
+                                .is_ok_and(|std| self.balance.inboxes[to].send((std, peer)).is_ok());
+                            if !sent {
+                                self.balance.open[to].fetch_sub(1, Ordering::Relaxed);
+                            }
+                            continue;
+                        }
+                        None => {
+                            self.balance.open[self.index].fetch_add(1, Ordering::Relaxed);
+                            (tcp, peer)
+                        }
+                    },
                     Err(e) => {
                         // EMFILE and friends: back off briefly instead of spinning.
                         tracing::warn!(error = %e, "accept failed");
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
-                };
-                let Ok(permit) = limit.clone().try_acquire_owned() else {
-                    tracing::warn!(%peer, event = "connection_refused", "max_connections reached");
-                    drop(tcp);
-                    continue;
-                };
-                let _ = tcp.set_nodelay(true);
-                let local = tcp.local_addr().unwrap_or(peer);
-                let (io, framing) = HeadGuard::new(tcp, cfg.max_header_bytes.max(8192));
-                let info = ConnInfo { peer, local, framing };
-                let app = app.clone();
-                let conn = builder
-                    .serve_connection_with_upgrades(
-                        TokioIo::new(io),
-                        service_fn(move |req: hyper::Request<Incoming>| {
-                            let (app, info) = (app.clone(), info.clone());
-                            async move { Ok::<_, Infallible>(app.handle(req, info).await) }
-                        }),
-                    )
-                    .into_owned();
-                let watched = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = watched.await {
-                        tracing::debug!(error = %e, %peer, "connection ended with an error");
+                },
+                Some((std, peer)) = inbox.recv() => match TcpStream::from_std(std) {
+                    Ok(tcp) => (tcp, peer),
+                    Err(e) => {
+                        self.balance.open[self.index].fetch_sub(1, Ordering::Relaxed);
+                        tracing::warn!(error = %e, "cannot take over a connection");
+                        continue;
                     }
-                    drop(permit);
-                });
-            }
-            _ = stop.cancelled() => break,
+                },
+                _ = stop.cancelled() => break,
+            };
+            self.serve_connection(tcp, peer, &builder, &graceful);
+        }
+        drop(listener);
+        if tokio::time::timeout(cfg.shutdown_timeout, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown_timeout reached; abandoning remaining connections");
         }
     }
-    drop(listener);
-    if tokio::time::timeout(shutdown_timeout, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("shutdown_timeout reached; abandoning remaining connections");
+
+    /// Serves one connection on this worker (already counted in its `open`), or closes it at
+    /// once past `max_connections`.
+    fn serve_connection(
+        &self,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        builder: &auto::Builder<TokioExecutor>,
+        graceful: &GracefulShutdown,
+    ) {
+        let (balance, me) = (self.balance.clone(), self.index);
+        let Ok(permit) = self.limit.clone().try_acquire_owned() else {
+            balance.open[me].fetch_sub(1, Ordering::Relaxed);
+            tracing::warn!(%peer, event = "connection_refused", "max_connections reached");
+            drop(tcp);
+            return;
+        };
+        let cfg = &self.app.config().server;
+        let _ = tcp.set_nodelay(true);
+        let local = tcp.local_addr().unwrap_or(peer);
+        let (io, framing) = HeadGuard::new(tcp, cfg.max_header_bytes.max(8192));
+        let info = ConnInfo {
+            peer,
+            local,
+            framing,
+        };
+        let app = self.app.clone();
+        let conn = builder
+            .serve_connection_with_upgrades(
+                TokioIo::new(io),
+                service_fn(move |req: hyper::Request<Incoming>| {
+                    let (app, info) = (app.clone(), info.clone());
+                    async move { Ok::<_, Infallible>(app.handle(req, info).await) }
+                }),
+            )
+            .into_owned();
+        let watched = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = watched.await {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            }
+            balance.open[me].fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+        });
     }
 }
 
@@ -280,4 +374,31 @@ pub async fn signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn balance(open: &[usize]) -> Balance {
+        Balance {
+            open: open.iter().map(|&n| AtomicUsize::new(n)).collect(),
+            inboxes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_connection_goes_to_the_least_loaded_worker() {
+        // Equal loads: keep it (no hand-over churn).
+        assert_eq!(balance(&[0, 0]).better_than(0), None);
+        assert_eq!(balance(&[3, 3, 3]).better_than(2), None);
+        // More than another worker: hand over to the least loaded.
+        assert_eq!(balance(&[1, 0]).better_than(0), Some(1));
+        assert_eq!(balance(&[5, 2, 4]).better_than(0), Some(1));
+        assert_eq!(balance(&[5, 2, 4]).better_than(2), Some(1));
+        // Already the least loaded: keep it.
+        assert_eq!(balance(&[5, 2, 4]).better_than(1), None);
+        // One worker: always keep.
+        assert_eq!(balance(&[9]).better_than(0), None);
+    }
 }

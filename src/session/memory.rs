@@ -28,9 +28,9 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use moka::Expiry;
-use moka::future::Cache;
 use moka::notification::RemovalCause;
 use moka::policy::EvictionPolicy;
+use moka::sync::Cache;
 use tokio::sync::broadcast;
 
 use super::{Session, SessionId};
@@ -192,23 +192,21 @@ impl MemoryStore {
     pub async fn insert(&self, session: Session) -> Arc<Session> {
         let session = Arc::new(session);
         lock(&self.index).add(&session);
-        self.cache
-            .insert(session.id.clone(), Arc::clone(&session))
-            .await;
+        self.cache.insert(session.id.clone(), Arc::clone(&session));
         // moka enforces `max_capacity` lazily; a login is rare enough to settle the bound
         // right away, so the store never holds more than `max_sessions` (SECURITY SES-08).
-        self.cache.run_pending_tasks().await;
+        self.cache.run_pending_tasks();
         session
     }
 
     /// The live session for `id`: `None` when unknown, evicted, past `expires_at` or idle for
     /// longer than `idle_timeout`. A hit counts as activity for the idle timeout.
     pub async fn get(&self, id: &SessionId) -> Option<Arc<Session>> {
-        let session = self.cache.get(id).await?;
+        let session = self.cache.get(id)?;
         // moka measures its deadline on the monotonic clock from insertion; `expires_at` is
         // wall-clock time and the contract, so it is checked here as well.
         if session.is_expired(SystemTime::now()) {
-            self.cache.invalidate(id).await;
+            self.cache.invalidate(id);
             return None;
         }
         Some(session)
@@ -221,7 +219,7 @@ impl MemoryStore {
 
     /// Ends the session `id` (sign-out); returns it if it was live.
     pub async fn remove(&self, id: &SessionId) -> Option<Arc<Session>> {
-        self.cache.remove(id).await
+        self.cache.remove(id)
     }
 
     /// Ends every session bound to the IdP session `sid` (back-channel logout, sign-out);
@@ -239,7 +237,7 @@ impl MemoryStore {
 
     /// Number of live sessions, after letting moka process pending evictions and expiries.
     pub async fn len(&self) -> u64 {
-        self.cache.run_pending_tasks().await;
+        self.cache.run_pending_tasks();
         self.cache.entry_count()
     }
 
@@ -251,7 +249,7 @@ impl MemoryStore {
     /// Processes pending expiries and evictions now, which also sends their end
     /// notifications; call it periodically (and before reading gauges).
     pub async fn run_pending_tasks(&self) {
-        self.cache.run_pending_tasks().await;
+        self.cache.run_pending_tasks();
     }
 
     /// Session ends (remove, logout by `sid`/`sub`, expiry, eviction), as they are processed.
@@ -263,7 +261,7 @@ impl MemoryStore {
         let mut removed = 0;
         for session in sessions {
             // The listener (run by `remove`) updates the index; the lock is not held here.
-            if self.cache.remove(&session.id).await.is_some() {
+            if self.cache.remove(&session.id).is_some() {
                 removed += 1;
             }
         }
@@ -513,8 +511,8 @@ mod tests {
         });
         store.insert(s).await;
         lock(&store.index).add(&refreshed);
-        store.cache.remove(&id).await;
-        store.cache.insert(id.clone(), refreshed).await;
+        store.cache.remove(&id);
+        store.cache.insert(id.clone(), refreshed);
         assert_eq!(store.remove_by_sid("sid-new").await, 1);
         assert!(store.get(&id).await.is_none());
         assert_eq!(index_sizes(&store), (0, 0, 0));

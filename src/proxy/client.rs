@@ -1,4 +1,6 @@
-//! Pooled clients for upstream requests (http and https, HTTP/1.1 and HTTP/2 by ALPN).
+//! hyper-util's pooled client for the upstream requests the per-worker pool
+//! ([`super::pool`]) does not carry: `https` upstreams (HTTP/1.1 or HTTP/2 by ALPN) and
+//! WebSocket upgrades (HTTP/1.1 only).
 
 use std::time::Duration;
 

@@ -464,8 +464,12 @@ impl App {
             Ok(up) => {
                 if let (Some(upstream), Some(client_side)) = (up.upgraded, client_upgrade) {
                     tracing::info!(request_id = %rid, event = "websocket_opened", route = %route.label(), "tunnel open");
-                    self.tunnels
-                        .spawn(client_side, upstream, caller.and_then(Caller::session_id));
+                    self.tunnels.spawn(
+                        client_side,
+                        upstream,
+                        caller.and_then(Caller::session_id),
+                        caller.and_then(Caller::expires_at),
+                    );
                 }
                 up.response
             }
@@ -791,6 +795,25 @@ impl Caller {
         match self {
             Caller::Session(s) => Some(s.id.clone()),
             Caller::Bearer(_) => None,
+        }
+    }
+
+    /// When the credential stops being valid: the session's absolute lifetime, or a bearer
+    /// token's `exp` plus the leeway its verification allowed (`None`: no `exp` claim, which
+    /// bearer verification refuses anyway).
+    pub(crate) fn expires_at(&self) -> Option<std::time::SystemTime> {
+        match self {
+            Caller::Session(s) => Some(s.expires_at),
+            Caller::Bearer(id) => id
+                .claims
+                .get("exp")
+                .and_then(serde_json::Value::as_f64)
+                .filter(|exp| exp.is_finite() && (0.0..1e12).contains(exp))
+                .map(|exp| {
+                    std::time::UNIX_EPOCH
+                        + std::time::Duration::from_secs_f64(exp)
+                        + crate::oidc::verify::LEEWAY
+                }),
         }
     }
 

@@ -10,6 +10,9 @@
 //! is tracked, and is closed when
 //! - the session it was opened with ends (sign-out, back-channel logout, expiry, eviction:
 //!   the store's end notifications), or
+//! - the credential it was opened with expires: the session's absolute lifetime (exactly,
+//!   not when the store gets round to noticing), a bearer token's `exp` (plus the leeway its
+//!   verification allowed), or
 //! - the proxy shuts down.
 //!
 //! Tunnels on public routes have no session and close only on shutdown or when either side
@@ -17,7 +20,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
@@ -41,12 +44,14 @@ impl Tunnels {
         Arc::new(Tunnels::default())
     }
 
-    /// Joins the client's and the upstream's upgraded connections in a tracked task.
+    /// Joins the client's and the upstream's upgraded connections in a tracked task, closed
+    /// when `session` ends, at `expires` (if any) or at shutdown.
     pub fn spawn(
         self: &Arc<Self>,
         client: OnUpgrade,
         upstream: OnUpgrade,
         session: Option<SessionId>,
+        expires: Option<SystemTime>,
     ) {
         let cancel = match &session {
             Some(id) => {
@@ -67,6 +72,15 @@ impl Tunnels {
                 tokio::io::copy_bidirectional(&mut c, &mut u).await.map_err(BoxError::from)?;
                 Ok::<(), BoxError>(())
             };
+            let expiry = async {
+                match expires {
+                    Some(at) => {
+                        let left = at.duration_since(SystemTime::now()).unwrap_or_default();
+                        tokio::time::sleep(left).await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 r = joined => {
                     if let Err(e) = r {
@@ -74,6 +88,7 @@ impl Tunnels {
                     }
                 }
                 _ = cancel.cancelled() => tracing::info!(event = "websocket_closed", "tunnel closed: session ended or shutdown"),
+                () = expiry => tracing::info!(event = "websocket_closed", reason = "credential_expired", "tunnel closed: its session or token expired"),
             }
             if let Some(id) = session {
                 this.release(&id);

@@ -138,13 +138,23 @@ async fn open(
     path: &str,
     cookie: Option<&str>,
 ) -> Result<TcpStream, String> {
-    let mut s = TcpStream::connect(proxy).await.unwrap();
-    let key = "dGhlIHNhbXBsZSBub25jZQ==";
     let cookie = cookie
         .map(|c| format!("Cookie: {c}\r\n"))
         .unwrap_or_default();
+    open_with(proxy, host, path, &cookie).await
+}
+
+/// Opens a WebSocket through the proxy with `extra` header lines (each ending in CRLF).
+async fn open_with(
+    proxy: std::net::SocketAddr,
+    host: &str,
+    path: &str,
+    extra: &str,
+) -> Result<TcpStream, String> {
+    let mut s = TcpStream::connect(proxy).await.unwrap();
+    let key = "dGhlIHNhbXBsZSBub25jZQ==";
     let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nX-Auth-Request-User: u-bob\r\n{cookie}\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nX-Auth-Request-User: u-bob\r\n{extra}\r\n"
     );
     s.write_all(req.as_bytes()).await.unwrap();
     let mut head = Vec::new();
@@ -258,6 +268,71 @@ async fn websocket_on_protected_route_is_gated_carries_identity_and_closes_on_si
         closes_within(&mut p, Duration::from_secs(3)).await,
         "tunnel still open after shutdown"
     );
+}
+
+/// A tunnel opened with a bearer token closes when the token expires (its `exp` plus the
+/// verification leeway), not only when a side hangs up; one opened with a longer-lived token
+/// stays open past that moment.
+#[tokio::test]
+async fn websocket_opened_with_a_bearer_token_closes_when_the_token_expires() {
+    let idp = idp().await;
+    let ws = ws_upstream().await;
+    let ws_url = format!("http://{}", ws.addr);
+    let issuer = idp.issuer();
+    let routes = route("/", &ws_url, "");
+    let proxy = Proxy::start(move |_| {
+        config(
+            &issuer,
+            "https://app.example.com",
+            "",
+            "cookie_name = \"_portcullis\"",
+            &routes,
+        )
+        .replacen(
+            "[session]",
+            "bearer_audiences = [\"api://ws\"]\n[session]",
+            1,
+        )
+    })
+    .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let token = |exp: i64| {
+        let key = idp.current_key();
+        let header =
+            serde_json::json!({"alg": key.alg().as_str(), "kid": key.kid(), "typ": "at+jwt"});
+        let claims = serde_json::json!({
+            "iss": idp.issuer(), "aud": "api://ws", "sub": "svc-ws", "exp": exp, "iat": now - 120,
+        });
+        portcullis::devidp::mint_jwt(&header, &claims, &key).unwrap()
+    };
+    // Expired 57 s ago: still inside the 60 s leeway, so accepted — for about 3 more seconds.
+    let short = format!("Authorization: Bearer {}\r\n", token(now - 57));
+    let long = format!("Authorization: Bearer {}\r\n", token(now + 300));
+    let mut s = open_with(proxy.addr, "app.example.com", "/ws", &short)
+        .await
+        .unwrap();
+    let mut l = open_with(proxy.addr, "app.example.com", "/ws", &long)
+        .await
+        .unwrap();
+    assert_eq!(echo_once(&mut s, "hi").await.as_deref(), Some("hi"));
+    assert!(
+        closes_within(&mut s, Duration::from_secs(10)).await,
+        "tunnel still open after its token expired"
+    );
+    assert_eq!(
+        echo_once(&mut l, "still").await.as_deref(),
+        Some("still"),
+        "the long-lived token's tunnel is unaffected"
+    );
+    // A token already past its leeway opens nothing.
+    let stale = format!("Authorization: Bearer {}\r\n", token(now - 600));
+    let err = open_with(proxy.addr, "app.example.com", "/ws", &stale)
+        .await
+        .unwrap_err();
+    assert_eq!(raw_status(&err), 401, "{err}");
 }
 
 #[tokio::test]

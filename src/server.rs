@@ -241,6 +241,35 @@ impl Balance {
             .min_by_key(|&(_, n)| n)?;
         (best != me && load < mine).then_some(best)
     }
+
+    /// Hands worker `me`'s new connection to worker `to` (counted for it right away, so a
+    /// burst spreads evenly). Returns it when it stays with `me`: `to` is gone (a worker that failed to start),
+    /// which is then never picked again.
+    fn hand_over(
+        &self,
+        me: usize,
+        to: usize,
+        tcp: TcpStream,
+        peer: SocketAddr,
+    ) -> Option<(TcpStream, SocketAddr)> {
+        let open = &self.open;
+        open[to].fetch_add(1, Ordering::Relaxed);
+        let Ok(std) = tcp.into_std() else {
+            open[to].fetch_sub(1, Ordering::Relaxed);
+            return None;
+        };
+        // Sent: `to` serves it (`None` here). Not sent: the stream comes back in the error.
+        let mpsc::error::SendError((std, peer)) = self.inboxes[to].send((std, peer)).err()?;
+        open[to].store(usize::MAX / 2, Ordering::Relaxed);
+        open[me].fetch_add(1, Ordering::Relaxed);
+        match TcpStream::from_std(std) {
+            Ok(tcp) => Some((tcp, peer)),
+            Err(_) => {
+                open[me].fetch_sub(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
 }
 
 /// One worker thread's share of the server.
@@ -267,17 +296,10 @@ impl Worker {
             let (tcp, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((tcp, peer)) => match self.balance.better_than(self.index) {
-                        Some(to) => {
-                            // Counted for `to` right away, so a burst spreads evenly.
-                            self.balance.open[to].fetch_add(1, Ordering::Relaxed);
-                            let sent = tcp
-                                .into_std()
-                                .is_ok_and(|std| self.balance.inboxes[to].send((std, peer)).is_ok());
-                            if !sent {
-                                self.balance.open[to].fetch_sub(1, Ordering::Relaxed);
-                            }
-                            continue;
-                        }
+                        Some(to) => match self.balance.hand_over(self.index, to, tcp, peer) {
+                            Some(kept) => kept,
+                            None => continue,
+                        },
                         None => {
                             self.balance.open[self.index].fetch_add(1, Ordering::Relaxed);
                             (tcp, peer)
@@ -400,5 +422,36 @@ mod tests {
         assert_eq!(balance(&[5, 2, 4]).better_than(1), None);
         // One worker: always keep.
         assert_eq!(balance(&[9]).better_than(0), None);
+    }
+
+    #[tokio::test]
+    async fn hand_over_sends_to_a_live_worker_and_keeps_the_connection_if_it_is_gone() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let accepted = || async {
+            let _client = TcpStream::connect(addr).await.unwrap();
+            let (tcp, peer) = l.accept().await.unwrap();
+            (tcp, peer, _client)
+        };
+        let (live, mut live_rx) = mpsc::unbounded_channel();
+        let (gone, gone_rx) = mpsc::unbounded_channel();
+        drop(gone_rx);
+        let b = Balance {
+            open: (0..3).map(|_| AtomicUsize::new(0)).collect(),
+            inboxes: vec![live.clone(), live, gone],
+        };
+        let (tcp, peer, _c1) = accepted().await;
+        assert!(b.hand_over(0, 1, tcp, peer).is_none(), "handed over");
+        assert_eq!(live_rx.recv().await.map(|(_, p)| p), Some(peer));
+        assert_eq!(b.open[1].load(Ordering::Relaxed), 1);
+        let (tcp, peer, _c2) = accepted().await;
+        let kept = b
+            .hand_over(0, 2, tcp, peer)
+            .expect("kept: worker 2 is gone");
+        assert_eq!(kept.1, peer);
+        assert_eq!(b.open[0].load(Ordering::Relaxed), 1);
+        b.open[1].store(5, Ordering::Relaxed);
+        assert_eq!(b.better_than(1), Some(0), "worker 2 is never picked again");
+        assert!(b.open[2].load(Ordering::Relaxed) > 1_000_000);
     }
 }

@@ -70,16 +70,7 @@ async fn dos_01_header_size_and_count_limits() {
     }
     // HTTP/2: a 1 MiB header list is refused (stream reset or 431), the connection's peers
     // are unaffected.
-    let io = tokio::net::TcpStream::connect(sec.proxy.addr)
-        .await
-        .unwrap();
-    let (mut h2, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(io),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut h2 = h2c(sec.proxy.addr).await;
     let req = http::Request::get("http://app.example.com/public/x")
         .header("x-big", "a".repeat(1 << 20))
         .body(http_body_util::Empty::<bytes::Bytes>::new())
@@ -436,16 +427,7 @@ async fn dos_04_jwks_refetch_amplification() {
 async fn dos_05_http2_floods() {
     let sec = Sec::start().await;
     sec.up.set_mode(EchoMode::Slow(Duration::from_millis(1500)));
-    let io = tokio::net::TcpStream::connect(sec.proxy.addr)
-        .await
-        .unwrap();
-    let (h2, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(io),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let h2 = h2c(sec.proxy.addr).await;
     // 400 concurrent streams: the server's max_concurrent_streams (256) bounds how many
     // reach the upstream at once.
     let mut tasks = vec![];

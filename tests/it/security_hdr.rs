@@ -136,7 +136,7 @@ async fn hdr_02_header_name_variants() {
     .await;
     assert_eq!(raw_status(&r), 400, "{r}");
     // Over HTTP/2 (h2c prior knowledge), with lower-case variants.
-    let mut client = h2(&sec).await;
+    let mut client = h2c(sec.proxy.addr).await;
     let req = http::Request::get("http://app.example.com/private")
         .header("cookie", format!("_portcullis={session}"))
         .header("x_auth_request_user", "spoof-h2")
@@ -148,27 +148,6 @@ async fn hdr_02_header_name_variants() {
     let seen = sec.up.last();
     only_ours(&seen, ALICE);
     sec.finish().await;
-}
-
-/// An HTTP/2 (h2c prior knowledge) connection to the proxy; requests name their
-/// `:authority` in the URI.
-async fn h2<B>(sec: &Sec) -> hyper::client::conn::http2::SendRequest<B>
-where
-    B: hyper::body::Body + Send + Unpin + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let io = tokio::net::TcpStream::connect(sec.proxy.addr)
-        .await
-        .unwrap();
-    let (send, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(io),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
-    send
 }
 
 #[tokio::test]
@@ -282,7 +261,7 @@ async fn hdr_05_identity_headers_as_trailers() {
     only_ours(&seen, ALICE);
     assert!(seen.all("trailer").is_empty());
     // HTTP/2 trailing HEADERS with the same fields.
-    let mut client = h2::<Trailing>(&sec).await;
+    let mut client = h2c::<Trailing>(sec.proxy.addr).await;
     let mut trailers = http::HeaderMap::new();
     trailers.insert("x-auth-request-user", "u-bob".parse().unwrap());
     trailers.insert("x-auth-request-groups", "admins".parse().unwrap());

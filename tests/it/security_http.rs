@@ -283,16 +283,7 @@ async fn http_07_host_and_authority_anomalies() {
     )
     .await;
     assert_eq!(raw_status(&r), 400, "{r}");
-    let io = tokio::net::TcpStream::connect(sec.proxy.addr)
-        .await
-        .unwrap();
-    let (mut h2, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(io),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut h2 = h2c(sec.proxy.addr).await;
     let req = http::Request::get("http://app.example.com/public/x")
         .header("host", "evil.com")
         .body(http_body_util::Empty::<bytes::Bytes>::new())
@@ -315,16 +306,7 @@ async fn http_07_host_and_authority_anomalies() {
 #[tokio::test]
 async fn http_09_h2_to_h1_downgrade() {
     let sec = Sec::start().await;
-    let io = tokio::net::TcpStream::connect(sec.proxy.addr)
-        .await
-        .unwrap();
-    let (mut h2, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(io),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut h2 = h2c(sec.proxy.addr).await;
     // content-length: 0 with a DATA frame holding a request.
     let req = http::Request::post("http://app.example.com/public/x")
         .header("content-length", "0")
@@ -339,16 +321,7 @@ async fn http_09_h2_to_h1_downgrade() {
         );
     }
     // content-length larger than the DATA.
-    let io = tokio::net::TcpStream::connect(sec.proxy.addr)
-        .await
-        .unwrap();
-    let (mut h2, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(io),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut h2 = h2c(sec.proxy.addr).await;
     let req = http::Request::post("http://app.example.com/public/y")
         .header("content-length", "500")
         .body(http_body_util::Full::new(bytes::Bytes::from_static(
@@ -369,16 +342,7 @@ async fn http_09_h2_to_h1_downgrade() {
         }
     }
     // :path with dot segments is normalised exactly like HTTP/1.1.
-    let io = tokio::net::TcpStream::connect(sec.proxy.addr)
-        .await
-        .unwrap();
-    let (mut h2, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(io),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut h2 = h2c(sec.proxy.addr).await;
     let req = http::Request::get("http://app.example.com/public/../admin")
         .header("accept", "application/json")
         .body(http_body_util::Empty::<bytes::Bytes>::new())

@@ -289,16 +289,7 @@ async fn path_06_decision_forward_consistency_property() {
         "{accepted} accepted, {rejected} rejected"
     );
     // HTTP/2 (h2c prior knowledge, :authority app.example.com): the same oracle on :path.
-    let io = tokio::net::TcpStream::connect(sec.proxy.addr)
-        .await
-        .unwrap();
-    let (mut send, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(io),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut send = h2c(sec.proxy.addr).await;
     let mut sent = 0;
     for t in targets.iter().take(500) {
         let Ok(req) = http::Request::get(format!("http://app.example.com{t}"))

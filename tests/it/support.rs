@@ -581,3 +581,22 @@ pub fn config(issuer: &str, public_url: &str, server: &str, session: &str, route
 pub fn route(path: &str, upstream: &str, extra: &str) -> String {
     format!("[[route]]\npath = \"{path}\"\nupstream = \"{upstream}\"\n{extra}\n")
 }
+
+/// An HTTP/2 (h2c prior knowledge) connection to `addr`; requests name their `:authority`
+/// in the URI.
+pub async fn h2c<B>(addr: std::net::SocketAddr) -> hyper::client::conn::http2::SendRequest<B>
+where
+    B: hyper::body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let io = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(io),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    send
+}

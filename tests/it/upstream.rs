@@ -251,14 +251,7 @@ async fn up_03_stalled_response_body_is_cut_after_the_idle_timeout() {
         }
     }
     // HTTP/2 (h2c): the stream is reset after the data received.
-    let io = TcpStream::connect(sec.proxy.addr).await.unwrap();
-    let (mut h2, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(io),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut h2 = h2c(sec.proxy.addr).await;
     let req = http::Request::get("http://app.example.com/stall/length")
         .header("cookie", cookie.trim_end().trim_start_matches("Cookie: "))
         .body(Empty::<Bytes>::new())

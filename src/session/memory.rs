@@ -158,6 +158,10 @@ impl Expiry<SessionId, Arc<Session>> for AbsoluteLifetime {
 }
 
 // === impl MemoryStore ===
+//
+// moka's sync cache answers without waiting (a lookup needs no future on the hot path); the
+// methods stay `async` because the store's callers are shared with the Redis store SPEC
+// plans (`session.store = "redis"`), whose operations are network round trips.
 
 impl MemoryStore {
     /// A store holding at most `max_sessions`, each for at most `lifetime` from its

@@ -59,8 +59,6 @@ async fn readyz_is_503_until_discovery_loads() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let text = config(
         &format!("http://{dead}"),
         "http://127.0.0.1",
@@ -68,12 +66,8 @@ async fn readyz_is_503_until_discovery_loads() {
         "",
         &route("/", "http://127.0.0.1:9", ""),
     );
-    let cfg = portcullis::config::from_str(&text, "t.toml", &|_| None, std::path::Path::new("."))
-        .unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(portcullis::serve(listener, cfg, async {
-        let _ = rx.await;
-    }));
+    let proxy = Proxy::start_unready(|_| text).await;
+    let addr = proxy.addr;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         raw_status(&raw_get(addr, "/readyz", "127.0.0.1", "").await),
@@ -94,8 +88,7 @@ async fn readyz_is_503_until_discovery_loads() {
         "a browser gets 503 while the IdP is not loaded: {r}"
     );
     assert!(r.to_ascii_lowercase().contains("retry-after"));
-    let _ = tx.send(());
-    let _ = task.await;
+    proxy.stop().await;
 }
 
 #[tokio::test]

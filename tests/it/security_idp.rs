@@ -30,14 +30,8 @@ async fn idp_01_unreachable_at_start_then_recovers() {
         "",
         &route("/", &up.url(), ""),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let cfg = portcullis::config::from_str(&text, "t.toml", &|_| None, std::path::Path::new("."))
-        .unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(portcullis::serve(listener, cfg, async {
-        let _ = rx.await;
-    }));
+    let proxy = Proxy::start_unready(|_| text).await;
+    let addr = proxy.addr;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         raw_status(&raw_get(addr, "/healthz", "app.example.com", "").await),
@@ -64,8 +58,7 @@ async fn idp_01_unreachable_at_start_then_recovers() {
     }
     assert!(ready, "never became ready after the IdP came up");
     drop(idp);
-    let _ = tx.send(());
-    let _ = task.await;
+    proxy.stop().await;
     drop(logs);
 }
 
